@@ -1,0 +1,137 @@
+"""Checks on a typed spec: bounds, allowed values, patterns and conditions between keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import re
+from typing import Any
+
+from .fields import FieldInfo, field_info
+from .problems import Path, Problems
+
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "!=": operator.ne,
+            "==": operator.eq}
+_COND = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(\S+)\s*$")
+
+
+def validate_spec(cfg: Any, problems: Problems) -> None:
+    """Record every violated annotation of ``cfg`` (a spec dataclass tree) in ``problems``."""
+    _walk(cfg, cfg, (), problems)
+    for rule in CROSS_CHECKS:
+        rule(cfg, problems)
+
+
+def _walk(root: Any, section: Any, path: Path, problems: Problems) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        key = path + (f.name,)
+        if dataclasses.is_dataclass(value):
+            _walk(root, value, key, problems)
+        elif isinstance(value, list) and any(dataclasses.is_dataclass(item) for item in value):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    _walk(root, item, key + (i,), problems)
+        else:
+            _check_value(root, field_info(f), value, key, problems)
+
+
+def _format_bound(bound: float | None, unbounded: str = "inf") -> str:
+    if bound is None:
+        return unbounded
+    return "inf" if bound == math.inf else f"{bound:g}"
+
+
+def _check_value(root: Any, info: FieldInfo, value: Any, path: Path, problems: Problems) -> None:
+    if value is None:
+        return
+    if info.valid_options is not None and not (info.allow_empty and value == ""):
+        if value not in info.valid_options:
+            allowed = ", ".join(str(option) for option in info.valid_options)
+            if info.allow_empty:
+                allowed += " (or empty)"
+            problems.add(path, f"{value!r} is not allowed; choose one of: {allowed}")
+            return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = info.valid_min, info.valid_max
+        too_low = low is not None and value < low
+        if too_low or (high is not None and value > high):
+            span = f"{_format_bound(low, '-inf')}..{_format_bound(high)}"
+            side, limit = ("below the minimum", low) if too_low else ("above the maximum", high)
+            problems.add(path, f"{value} is {side} {_format_bound(limit)} (allowed range {span})")
+            return
+    if info.pattern and isinstance(value, str) and not re.fullmatch(info.pattern, value):
+        problems.add(path, f"{value!r} does not match the pattern {info.pattern}")
+        return
+    if info.math_cond:
+        _check_condition(root, info, value, path, problems)
+    if info.check is not None:
+        message = info.check(value)
+        if message:
+            problems.add(path, message)
+
+
+def _check_condition(root: Any, info: FieldInfo, value: Any, path: Path, problems: Problems) -> None:
+    match = _COND.match(info.math_cond)
+    if not match or not isinstance(value, (int, float)):
+        return
+    op, rhs = match.groups()
+    if rhs == "depends_on":
+        other = get_value(root, info.depends_on)
+        if other is None:
+            return
+        label = f"{info.depends_on} ({other})"
+    else:
+        other, label = float(rhs), rhs
+    if not _COMPARE[op](value, other):
+        problems.add(path, f"{value} must be {op} {label}")
+
+
+def get_value(cfg: Any, dotted: str) -> Any:
+    """The value at a dotted key path (``train.optim.lr``) of a spec tree."""
+    value = cfg
+    for part in dotted.split("."):
+        value = value[int(part)] if isinstance(value, list) else getattr(value, part)
+    return value
+
+
+# -- conditions that involve several keys, beyond TAO's annotations ---------------------------------
+def _tensorrt_profile(cfg: Any, problems: Problems) -> None:
+    trt = cfg.gen_trt_engine.tensorrt
+    if not trt.min_batch_size <= trt.opt_batch_size <= trt.max_batch_size:
+        problems.add(("gen_trt_engine", "tensorrt"),
+                     f"batch profile must satisfy min_batch_size <= opt_batch_size <= max_batch_size, got "
+                     f"{trt.min_batch_size} / {trt.opt_batch_size} / {trt.max_batch_size}")
+
+
+def _input_size_pairs(cfg: Any, problems: Problems) -> None:
+    for section in ("evaluate", "inference"):
+        sub = getattr(cfg, section)
+        if (sub.input_width is None) != (sub.input_height is None):
+            problems.add((section,), "set both input_width and input_height, or neither "
+                                     f"(got {sub.input_width} x {sub.input_height})")
+
+
+CROSS_CHECKS = [_tensorrt_profile, _input_size_pairs]
+
+
+def is_unset(value: Any) -> bool:
+    """True for a value that names nothing yet: None, "", TAO's "???" marker, or an empty list."""
+    return value is None or value == "" or value == "???" or value == []
+
+
+def require(cfg: Any, *paths: str, action: str | None = None) -> None:
+    """Raise :class:`SpecError` listing each dotted key in ``paths`` that is unset in ``cfg``.
+
+    Actions call it for the keys they cannot run without, e.g.
+    ``require(cfg, "evaluate.checkpoint", "dataset.test_data_sources.json_file", action="evaluate")``.
+    """
+    from ..errors import SpecError
+
+    missing = [path for path in paths if is_unset(get_value(cfg, path))]
+    if missing:
+        needed = f" for {action}" if action else ""
+        raise SpecError([f"{path}: required{needed}; set it in the spec or add {path}=..." for path in missing])
+
+__all__ = ["validate_spec", "get_value", "CROSS_CHECKS", "is_unset", "require"]

@@ -1,0 +1,1 @@
+"""Training machinery: Lightning module, resumable data loading, checkpoints, callbacks."""
