@@ -21,3 +21,12 @@ def test_torch_save_roundtrip_weights_only(tmp_path):
     target = tmp_path / "m.pth"
     atomic_torch_save({"w": torch.arange(3)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["w"], torch.arange(3))
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "p.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644

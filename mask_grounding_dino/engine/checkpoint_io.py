@@ -1,0 +1,42 @@
+"""Lightning checkpoint I/O that is safe by default.
+
+Saving is atomic (a SIGKILL during a save never leaves a truncated checkpoint);
+loading never unpickles arbitrary objects (``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from ..errors import CheckpointError
+from ..utils.atomic import atomic_torch_save
+
+
+def load_checkpoint_file(path: str, map_location: Any = "cpu") -> dict:
+    """``torch.load(path, weights_only=True)`` with a clear error for non-checkpoints."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe checkpoint"
+        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint "
+                              f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a checkpoint dictionary")
+    return obj
+
+
+class AtomicCheckpointIO(CheckpointIO):
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Any | None = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint_file(os.fspath(path), map_location=map_location or "cpu")
+
+    def remove_checkpoint(self, path) -> None:
+        if os.path.exists(path):
+            os.remove(path)

@@ -1,0 +1,104 @@
+"""TAO-named checkpoints every ``checkpoint_interval`` and automatic resume.
+
+Files in ``results_dir`` (TAO's names, Lightning's ``=`` written as ``_``):
+
+    model_epoch_{epoch:03d}_step_{step:05d}.pth   one per interval (epoch or step units)
+    mask_gdino_model_latest.pth                   link to the newest one
+
+``find_resume_checkpoint`` picks what training resumes from: an explicit
+``resume_training_checkpoint_path``, else the latest checkpoint in ``results_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import lightning.pytorch as pl
+
+LATEST_NAME = "mask_gdino_model_latest.pth"
+_NAME_RE = re.compile(r"^model_epoch_(\d+)_step_(\d+)\.pth$")
+
+
+def checkpoint_name(epoch: int, step: int) -> str:
+    return f"model_epoch_{epoch:03d}_step_{step:05d}.pth"
+
+
+def list_checkpoints(results_dir: str) -> list[tuple[int, int, str]]:
+    """``(step, epoch, path)`` of every TAO-named checkpoint, oldest first."""
+    if not results_dir or not os.path.isdir(results_dir):
+        return []
+    found = []
+    for name in os.listdir(results_dir):
+        match = _NAME_RE.match(name)
+        if match:
+            found.append((int(match.group(2)), int(match.group(1)), os.path.join(results_dir, name)))
+    return sorted(found)
+
+
+def find_resume_checkpoint(results_dir: str, explicit: str | None = None) -> str | None:
+    if explicit:
+        return explicit
+    latest = os.path.join(results_dir or "", LATEST_NAME)
+    if os.path.exists(latest):
+        return os.path.realpath(latest)
+    found = list_checkpoints(results_dir)
+    return found[-1][2] if found else None
+
+
+def _point_latest(results_dir: str, target: str) -> None:
+    """Atomically make ``mask_gdino_model_latest.pth`` refer to ``target``."""
+    link = os.path.join(results_dir, LATEST_NAME)
+    tmp = link + ".tmp"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    try:
+        os.symlink(os.path.basename(target), tmp)
+    except OSError:  # file systems without symlinks: a copy is still correct
+        shutil.copyfile(target, tmp)
+    os.replace(tmp, link)
+
+
+class TaoCheckpoint(pl.Callback):
+    """Saves TAO-named checkpoints and keeps the loader's in-epoch position current.
+
+    Args:
+        results_dir: where checkpoints go.
+        interval: save every ``interval`` epochs or steps.
+        unit: ``"epoch"`` or ``"step"``.
+        save_last: also save when training ends (if that step was not saved already).
+    """
+
+    def __init__(self, results_dir: str, interval: int = 1, unit: str = "epoch", save_last: bool = True):
+        self.results_dir = results_dir
+        self.interval = max(1, int(interval))
+        self.unit = unit
+        self.save_last = save_last
+        self._saved_steps: set[int] = set()
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        step = trainer.global_step
+        if step in self._saved_steps:
+            return
+        path = os.path.join(self.results_dir, checkpoint_name(trainer.current_epoch, step))
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            _point_latest(self.results_dir, path)
+        self._saved_steps.add(step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "batches_done"):
+            loader.batches_done = batch_idx + 1
+        if self.unit == "step" and trainer.global_step % self.interval == 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.unit == "epoch" and (trainer.current_epoch + 1) % self.interval == 0:
+            # Saved as "end of epoch e": resuming from it starts epoch e + 1.
+            self._save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_last:
+            self._save(trainer)

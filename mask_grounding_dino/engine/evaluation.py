@@ -1,0 +1,79 @@
+"""One evaluation loop body shared by validation (during training) and ``evaluate``.
+
+:class:`EvalRunner` turns model outputs of a batch into :class:`Detections`
+(TAO's post-processing with the right prompt layout per image) and feeds the
+matching evaluator: COCO bbox/segm for OD data, the referring metrics for VG.
+"""
+
+from __future__ import annotations
+
+from ..data.batch import Batch
+from ..metrics import CocoEvaluator
+from ..metrics.referring import ReferringEvaluator
+from ..model.outputs import GroundingOutputs
+from ..model.postprocess import PostProcessor, PromptLayout
+from ..model.results import Detections
+from ..text import TextProcessor
+
+
+class EvalRunner:
+    """Post-process + accumulate metrics for one OD or VG evaluation data set.
+
+    Args:
+        postprocessor: TAO post-processing (thresholds from the evaluate/inference section).
+        text_processor: the model's tokenisation (prompt layouts must match it).
+        data_type: "OD" or "VG".
+        categories: OD only: category id -> name, in id order (== the caption's phrases).
+        coco_gt: OD only: the ground truth (CocoDataset or json path) for COCOeval.
+        score_threshold: VG only: detections under it do not count (reported with the metrics).
+    """
+
+    def __init__(self, *, postprocessor: PostProcessor, text_processor: TextProcessor, data_type: str = "OD",
+                 categories: dict[int, str] | None = None, coco_gt=None, score_threshold: float = 0.0):
+        self.postprocessor = postprocessor
+        self.text_processor = text_processor
+        self.data_type = data_type.upper()
+        self._layouts: dict[tuple, PromptLayout] = {}
+        if self.data_type == "OD":
+            if categories is None or coco_gt is None:
+                raise ValueError("OD evaluation needs categories and coco_gt")
+            ids = list(categories.keys())
+            self.evaluator = CocoEvaluator(coco_gt, {i: cid for i, cid in enumerate(ids)})
+        else:
+            self.evaluator = ReferringEvaluator(score_threshold=score_threshold)
+
+    def reset(self) -> None:
+        self.evaluator.reset()
+
+    def layout(self, target) -> PromptLayout:
+        if self.data_type == "OD":
+            key = ("OD", tuple(target.phrases))
+            if key not in self._layouts:
+                self._layouts[key] = PromptLayout.from_phrases(target.phrases, self.text_processor)
+            return self._layouts[key]
+        key = ("VG", target.caption, tuple(target.phrases))
+        if key not in self._layouts:
+            if len(self._layouts) > 4096:
+                self._layouts.clear()
+            self._layouts[key] = PromptLayout.from_caption(target.caption, self.text_processor,
+                                                           phrases=target.phrases or None)
+        return self._layouts[key]
+
+    def detections(self, outputs: GroundingOutputs, batch: Batch) -> list[Detections]:
+        targets = batch.targets
+        return self.postprocessor(outputs, [self.layout(t) for t in targets],
+                                  [t.orig_size for t in targets], [t.size for t in targets])
+
+    def update(self, outputs: GroundingOutputs, batch: Batch) -> list[Detections]:
+        dets = self.detections(outputs, batch)
+        if self.data_type == "OD":
+            self.evaluator.update([t.image_id for t in batch.targets], dets)
+        else:
+            self.evaluator.update(dets, batch.targets)
+        return dets
+
+    def compute(self, prefix: str = "val") -> tuple[dict[str, float], object]:
+        """``(key metrics with TAO names, full metrics object)``."""
+        metrics = self.evaluator.compute()
+        return metrics.key_metrics(prefix), metrics
+

@@ -1,0 +1,113 @@
+"""A Lightning Trainer from the spec: devices, nodes, strategy, precision, logging.
+
+GPU keys (``num_gpus``, ``gpu_ids``, ``num_nodes``) are TAO's. Without CUDA the
+same spec runs on the CPU with ``num_gpus`` processes (DDP over gloo when > 1),
+so a laptop, one GPU and a multi-node cluster (torchrun / SLURM environments,
+which Lightning detects) all use one spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from ..errors import SpecError
+from .checkpoint_io import AtomicCheckpointIO
+
+log = logging.getLogger(__name__)
+
+PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def _devices(train_cfg) -> tuple[str, object]:
+    num = max(1, int(train_cfg.num_gpus))
+    if torch.cuda.is_available():
+        ids = [int(i) for i in (train_cfg.gpu_ids or [])]
+        if ids and len(ids) >= num:
+            return "gpu", ids[:num]
+        return "gpu", num
+    if num > 1:
+        print(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
+    return "cpu", num
+
+
+def _strategy(train_cfg, accelerator: str, devices) -> object:
+    count = len(devices) if isinstance(devices, list) else int(devices)
+    multi = count > 1 or int(train_cfg.num_nodes) > 1
+    kind = str(train_cfg.distributed_strategy).lower()
+    if not multi:
+        return "auto"
+    if kind == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+        # TAO: unused parameters are possible when activation checkpointing is off.
+        return DDPStrategy(find_unused_parameters=not train_cfg.activation_checkpoint,
+                           process_group_backend="nccl" if accelerator == "gpu" else "gloo")
+    if kind == "fsdp":
+        if accelerator != "gpu":
+            raise SpecError("train.distributed_strategy: fsdp needs GPUs; use ddp on CPU")
+        return "fsdp"
+    raise SpecError(f"train.distributed_strategy: '{kind}' is not supported; allowed: ddp, fsdp")
+
+
+def _precision(train_cfg, accelerator: str, strategy) -> str:
+    precision = PRECISION.get(str(train_cfg.precision).lower())
+    if precision is None:
+        raise SpecError(f"train.precision: '{train_cfg.precision}' is not supported; allowed: fp32, fp16, bf16")
+    if strategy == "fsdp":
+        precision = "16-mixed"  # TAO forces mixed precision with FSDP
+    if accelerator == "cpu" and precision == "16-mixed":
+        print("notice: fp16 mixed precision needs a GPU; using bf16 mixed precision on the CPU")
+        precision = "bf16-mixed"
+    return precision
+
+
+def wandb_logger(cfg, results_dir: str):
+    """A WandbLogger when wandb is enabled, installed and has credentials; else None + one notice."""
+    wb = cfg.wandb
+    if not wb.enable:
+        return None
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        print("notice: wandb.enable is true but the wandb package is not installed; logging locally only")
+        return None
+    offline = os.environ.get("WANDB_MODE") in ("offline", "disabled")
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc"))
+    if not (has_key or offline):
+        print("notice: wandb.enable is true but no wandb credentials were found (WANDB_API_KEY); "
+              "logging locally only")
+        return None
+    from lightning.pytorch.loggers import WandbLogger
+    return WandbLogger(project=wb.project or None, entity=wb.entity or None, group=wb.group or None,
+                       name=wb.name or None, tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir,
+                       resume="allow")
+
+
+def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | None = None,
+                  max_steps: int = -1, enable_progress_bar: bool = True) -> pl.Trainer:
+    tc = cfg.train
+    accelerator, devices = _devices(tc)
+    strategy = _strategy(tc, accelerator, devices)
+    loggers = [TensorBoardLogger(results_dir, name="tensorboard", version=""),
+               CSVLogger(results_dir, name="csv_logs", version="")]
+    wandb = wandb_logger(cfg, results_dir)
+    if wandb is not None:
+        loggers.append(wandb)
+    if accelerator == "gpu":
+        torch.backends.cudnn.benchmark = bool(tc.cudnn.benchmark)
+        torch.backends.cudnn.deterministic = bool(tc.cudnn.deterministic)
+    return pl.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=int(tc.num_nodes), strategy=strategy,
+        precision=_precision(tc, accelerator, strategy),
+        max_epochs=int(max_epochs if max_epochs is not None else tc.num_epochs), max_steps=max_steps,
+        gradient_clip_val=float(tc.clip_grad_norm) if tc.clip_grad_norm else None,
+        gradient_clip_algorithm="norm",
+        check_val_every_n_epoch=max(1, int(tc.validation_interval)),
+        num_sanity_val_steps=0, use_distributed_sampler=False, enable_checkpointing=False,
+        plugins=[AtomicCheckpointIO()], callbacks=callbacks, logger=loggers,
+        default_root_dir=results_dir, log_every_n_steps=10, enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False, fast_dev_run=bool(tc.is_dry_run))
