@@ -5,3 +5,11 @@ files, dataset layout, checkpoint layout, ONNX inputs/outputs and metric names.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy: `import mask_grounding_dino` stays cheap (no torch) until the API is used.
+    if name == "Predictor":
+        from .api import Predictor
+        return Predictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

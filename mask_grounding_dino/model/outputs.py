@@ -16,7 +16,7 @@ that computes masks only for the queries the matcher picked.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from torch import Tensor
 
@@ -46,6 +46,10 @@ class GroundingOutputs:
     enc_outputs: Optional[LayerPrediction] = None       # two-stage proposals (interm)
     mask_fn: Optional[MaskFn] = None                    # training: masks of matched queries only
     input_size: Optional[tuple[int, int]] = None        # padded (H, W) of the image tensor
+    # Training with denoising queries (model.dn_number > 0): their predictions at every decoder
+    # layer (last included) and their layout (``model.denoising.DenoisingMeta``).
+    dn_outputs: list[LayerPrediction] = field(default_factory=list)
+    dn_meta: Optional[Any] = None
 
     def as_tao_dict(self) -> dict[str, Tensor]:
         """The exported outputs by TAO name (absent ones left out)."""

@@ -1,0 +1,150 @@
+"""``mask_grounding_dino evaluate -e spec.yaml``: score a model on ``dataset.test_data_sources``.
+
+spec -> model (``evaluate.checkpoint``: any checkpoint, or an ``.onnx`` file) -> test loader
+(``evaluate.input_width/height``, ``evaluate.batch_size``) -> detector (TAO's post-processing
+with ``evaluate.*`` thresholds; long class lists in chunks) -> metrics -> files.
+
+* OD (COCO json): bbox and segm, the 12 COCO numbers each (pycocotools), TAO's keys
+  (``[bbox] test_mAP@50``, ``[segm] test_mAP@50-95`` ...) and a per-class table; the
+  predictions as a COCO results file ``<name>_results.json`` (boxes + RLE masks).
+* VG (referring data): mIoU, overall_IoU (cIoU), mAP50, mAP, T_acc, N_acc, Pr@0.5/0.7/0.9,
+  with the thresholds used; the predictions per expression in ``<name>_predictions.json``.
+
+Also in the results folder (``evaluate.results_dir``, else ``<results_dir>/evaluate``):
+``detailed_results_<name>.json``, ``key_metrics_<name>.csv``, ``evaluation_summary_<name>.txt``,
+``latest_results.json`` and ``evaluate_spec.yaml`` (the resolved spec). ``<name>`` is the
+stem of the test json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+from ..config import require
+from ..data.loaders import build_dataloader, build_dataset
+from ..deploy.action_model import loader_divisibility, model_path, open_action_model
+from ..deploy.detector import Detector, Thresholds
+from ..metrics import ReferringEvaluator, detections_to_coco, encode_masks, evaluate_coco, write_coco_results
+from ..metrics.report import safe_name, write_evaluation_report
+from ..utils.atomic import atomic_write_json
+from .common import action_results_dir, print_table, save_resolved_spec
+
+
+class CocoScoring:
+    """OD: COCO result entries per image, then pycocotools on the images seen.
+
+    Args:
+        gt: the test COCO json. categories: category id -> name in id order (== the prompt's
+            phrases, so label i is the i-th id). with_segm: score masks too.
+    """
+
+    def __init__(self, gt: str, categories: dict[int, str], with_segm: bool = True):
+        self.gt = gt
+        self.label_to_category = list(categories)
+        self.with_segm = with_segm
+        self.entries: list[dict] = []
+        self.image_ids: set[int] = set()
+        self._saw_masks = False
+
+    def add(self, targets, detections) -> None:
+        for target, det in zip(targets, detections):
+            image_id = int(target.image_id)
+            if image_id in self.image_ids:
+                continue
+            self.image_ids.add(image_id)
+            masks = self.with_segm and det.masks is not None
+            self._saw_masks |= masks
+            self.entries += detections_to_coco(image_id, det, self.label_to_category, with_masks=masks)
+
+    def finish(self, prefix: str = "test"):
+        iou_types = ("bbox", "segm") if self._saw_masks else ("bbox",)
+        metrics = evaluate_coco(self.gt, self.entries, iou_types, image_ids=sorted(self.image_ids))
+        return metrics.key_metrics(prefix), metrics
+
+    def write_predictions(self, results_dir: str, name: str) -> str:
+        return str(write_coco_results(os.path.join(results_dir, f"{name}_results.json"), self.entries))
+
+
+class ReferringScoring:
+    """VG: the referring metrics, and every expression's kept detections."""
+
+    def __init__(self, score_threshold: float):
+        self.evaluator = ReferringEvaluator(score_threshold=score_threshold)
+        self.predictions: list[dict] = []
+
+    def add(self, targets, detections) -> None:
+        self.evaluator.update(detections, targets)
+        for target, det in zip(targets, detections):
+            arrays = det.numpy()
+            rles = encode_masks(arrays.masks) if arrays.masks is not None else [None] * len(arrays)
+            self.predictions.append({
+                "image_id": target.image_id, "expression_id": target.expression_id, "file_name": target.file_name,
+                "caption": target.caption, "no_target": bool(det.no_target),
+                "detections": [{"bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(s),
+                                "phrase": p, **({"segmentation": r} if r is not None else {})}
+                               for (x1, y1, x2, y2), s, p, r in zip(arrays.boxes, arrays.scores, arrays.phrases,
+                                                                    rles)]})
+
+    def finish(self, prefix: str = "test"):
+        metrics = self.evaluator.compute()
+        return metrics.key_metrics(prefix), metrics
+
+    def write_predictions(self, results_dir: str, name: str) -> str:
+        path = os.path.join(results_dir, f"{name}_predictions.json")
+        atomic_write_json(path, self.predictions, indent=None)
+        return path
+
+
+def _header(path: str, backend, source, data_type: str, thresholds: Thresholds, seconds: float, images: int) -> str:
+    values = ", ".join(f"{k} {v:g}" for k, v in thresholds.as_dict().items())
+    return (f"model: {path} ({backend.describe()})\n"
+            f"data: {source.json_file} ({data_type}, {images} samples, images from {source.image_dir})\n"
+            f"post-processing: {values}\n"
+            f"time: {seconds:.1f} s\n")
+
+
+def run(cfg, *, progress_bar: bool = True) -> int:
+    source = cfg.dataset.test_data_sources
+    require(cfg, "dataset.test_data_sources.json_file", "dataset.test_data_sources.image_dir", action="evaluate")
+    path, _ = model_path(cfg, "evaluate")
+    data_type = (source.data_type or "OD").upper()
+    backend = open_action_model(cfg, "evaluate")
+    results_dir = action_results_dir(cfg, "evaluate")
+    save_resolved_spec(cfg, results_dir, "evaluate")
+
+    tp = backend.text_processor
+    dataset = build_dataset(cfg, "test", text_processor=tp)
+    loader = build_dataloader(cfg, "test", dataset=dataset, text_processor=tp,
+                              size_divisibility=loader_divisibility(backend))
+    thresholds = Thresholds.from_config(cfg.evaluate, cfg.model)
+    detector = Detector(backend, thresholds)
+    if data_type == "OD":
+        scoring = CocoScoring(source.json_file, dict(dataset.categories), with_segm=bool(cfg.dataset.has_mask))
+    else:
+        scoring = ReferringScoring(thresholds.conf_threshold)
+
+    started = time.time()
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress_bar, file=sys.stderr,
+                      dynamic_ncols=True):
+        scoring.add(batch.targets, detector.detect_batch(batch, data_type))
+    key_metrics, metrics = scoring.finish("test")
+    seconds = time.time() - started
+
+    name = safe_name(os.path.splitext(os.path.basename(source.json_file))[0])
+    predictions = scoring.write_predictions(results_dir, name)
+    header = _header(path, backend, source, data_type, thresholds, seconds, len(dataset))
+    details = {"data_type": data_type, "model": path, "backend": backend.describe(), "test_data": source.json_file,
+               "image_dir": source.image_dir, "thresholds": thresholds.as_dict(), "seconds": seconds,
+               "predictions": predictions, "metrics": metrics.to_dict()}
+    report = write_evaluation_report(results_dir, name, key_metrics, details, header + "\n" + metrics.summary())
+
+    rows = [(key, f"{value:.4f}") for key, value in key_metrics.items()
+            if data_type == "VG" or key.endswith(("_mAP@50-95", "_mAP@50", "_mAP@75", "_AR@100"))]
+    rows += [("thresholds", ", ".join(f"{k}={v:g}" for k, v in thresholds.as_dict().items())),
+             ("predictions", predictions), ("report", str(report.summary)), ("time", f"{seconds:.1f} s")]
+    print_table(f"Evaluation of {os.path.basename(path)} on {source.json_file} ({data_type})", rows)
+    return 0

@@ -1,0 +1,132 @@
+"""``mask_grounding_dino inference -e spec.yaml``: predict on new images and write the results.
+
+spec -> model (``inference.checkpoint``: any checkpoint, or an ``.onnx`` file) -> images and
+prompts (``dataset.infer_data_sources``) -> detector (``inference.*`` thresholds, TAO's
+defaults: conf 0.5, nms 0.2, text 0.3, ioi 0.5; long class lists in chunks) -> files.
+
+* OD: ``captions`` (a class list, ``"a . b"`` or a label map path) prompts every image of
+  ``image_dir`` (one or several folders, ``images.tar.gz`` archives or URLs).
+* VG: ``json_file`` (inference.jsonl: ``image_path`` + ``expression`` per line); images the
+  region head calls "no target" return nothing.
+
+Outputs (``inference.results_dir``, else ``<results_dir>/inference``): ``images_annotated/``,
+``labels/`` (TAO's KITTI lines, ``Empty`` when nothing passes), ``results.json`` (COCO
+results with RLE masks) + ``results_index.json``, ``inference_spec.yaml``. See
+``deploy/results_writer.py``. With several sources (or ``is_internal``) each source writes
+into a sub-folder named after it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections import Counter
+
+from tqdm import tqdm
+
+from ..config import is_unset
+from ..data.loaders import build_dataloader, build_dataset
+from ..deploy.action_model import loader_divisibility, model_path, open_action_model
+from ..deploy.detector import Detector, Thresholds
+from ..deploy.results_writer import InferenceWriter, normalise_color_map, safe_relative
+from ..errors import SpecError
+from .common import action_results_dir, print_table, save_resolved_spec
+
+_ARCHIVE = re.compile(r"\.(tar\.gz|tgz|tar)$", re.IGNORECASE)
+
+
+def check_sources(cfg) -> str:
+    """The data type, after checking that the prompts and images are named (before loading a model)."""
+    src = cfg.dataset.infer_data_sources
+    data_type = (src.data_type or "OD").upper()
+    problems = []
+    if not src.image_dirs:
+        problems.append("dataset.infer_data_sources.image_dir: required for inference; give an image folder, an "
+                        "images.tar.gz or a URL (or a list of them)")
+    if data_type == "OD" and is_unset(src.captions):
+        problems.append("dataset.infer_data_sources.captions: required for OD inference; give the class names "
+                        "(a list, 'a . b . c', or a label_map.txt path)")
+    if data_type == "VG" and is_unset(src.json_file) and is_unset(src.captions):
+        problems.append("dataset.infer_data_sources.json_file: required for VG inference; give an inference.jsonl "
+                        "with image_path and expression on each line")
+    if problems:
+        raise SpecError(problems)
+    normalise_color_map(cfg.inference.color_map)
+    return data_type
+
+
+def _source_folders(image_dirs: list[str]) -> list[str]:
+    """A readable, distinct sub-folder name per image source."""
+    names = []
+    for path in image_dirs:
+        parts = [p for p in path.rstrip("/").replace("\\", "/").split("/") if p]
+        base = _ARCHIVE.sub("", parts[-1]) if parts else "images"
+        if base == "images" and len(parts) > 1:
+            base = f"{parts[-2]}_images"
+        name, k = safe_relative(base), 1
+        while name in names:
+            k += 1
+            name = f"{safe_relative(base)}_{k}"
+        names.append(name)
+    return names
+
+
+def output_names(dataset, image_dirs: list[str], nested: bool) -> list[str]:
+    """Relative output name of every entry: its path in its source, in the source's sub-folder when
+    ``nested``, with ``_<n>`` added when one image is prompted by several expressions (VG)."""
+    entries = list(dataset.entries)
+    repeats = Counter((e.source, e.path) for e in entries)
+    seen: Counter = Counter()
+    folders = _source_folders(image_dirs) if nested else None
+    names = []
+    for entry in entries:
+        name = safe_relative(entry.path)
+        key = (entry.source, entry.path)
+        if repeats[key] > 1:
+            stem, ext = os.path.splitext(name)
+            name = f"{stem}_{seen[key]}{ext}"
+            seen[key] += 1
+        names.append(f"{folders[entry.source]}/{name}" if folders else name)
+    return names
+
+
+def run(cfg, *, progress_bar: bool = True) -> int:
+    data_type = check_sources(cfg)
+    section, src = cfg.inference, cfg.dataset.infer_data_sources
+    path, _ = model_path(cfg, "inference")
+    backend = open_action_model(cfg, "inference")
+    results_dir = action_results_dir(cfg, "inference")
+    save_resolved_spec(cfg, results_dir, "inference")
+
+    tp = backend.text_processor
+    dataset = build_dataset(cfg, "infer", text_processor=tp)
+    loader = build_dataloader(cfg, "infer", dataset=dataset, text_processor=tp,
+                              size_divisibility=loader_divisibility(backend))
+    thresholds = Thresholds.from_config(section, cfg.model)
+    detector = Detector(backend, thresholds)
+    categories = list(dataset.od_caption.phrases) if data_type == "OD" else None
+    writer = InferenceWriter(results_dir, categories=categories, color_map=section.color_map,
+                             outline_width=section.outline_width)
+    names = output_names(dataset, src.image_dirs, nested=len(dataset.sources) > 1 or bool(section.is_internal))
+
+    started = time.time()
+    detections = 0
+    for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress_bar, file=sys.stderr,
+                      dynamic_ncols=True):
+        for target, det in zip(batch.targets, detector.detect_batch(batch, data_type)):
+            entry = dataset.entries[int(target.image_id)]
+            image = dataset.sources[entry.source].read(entry.path)
+            writer.add(image, names[int(target.image_id)], det, expression=entry.expression)
+            detections += len(det)
+    paths = writer.close()
+    seconds = time.time() - started
+
+    rows = [("model", f"{path} ({backend.kind})"), ("mode", data_type), ("images", str(len(dataset))),
+            ("detections", str(detections)), ("images with nothing kept", str(writer.num_empty)),
+            ("thresholds", ", ".join(f"{k}={v:g}" for k, v in thresholds.as_dict().items())),
+            ("annotated images", str(paths["images_annotated"])), ("labels", str(paths["labels"])),
+            ("results", str(paths["results"])), ("time", f"{seconds:.1f} s")]
+    print_table("Inference finished", rows)
+    return 0

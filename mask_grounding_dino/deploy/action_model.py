@@ -1,0 +1,60 @@
+"""The model of an ``evaluate`` / ``inference`` run, opened from its spec section.
+
+* the file: ``<action>.trt_engine`` when set (TensorRT; refused with a clear reason here),
+  else ``<action>.checkpoint`` (a checkpoint or an ``.onnx`` file);
+* the device: the first of ``<action>.gpu_ids`` when CUDA is available, else the CPU (one
+  device; a request for more is noted, not silently ignored);
+* the input size: an ONNX graph exported at H x W fixes ``<action>.input_width/height``
+  (as TAO Deploy, which resizes to the engine's size; a different spec value is noted).
+"""
+
+from __future__ import annotations
+
+from ..config import is_unset
+from ..errors import SpecError
+from .loading import open_backend
+
+
+def model_path(cfg, action: str) -> tuple[str, str]:
+    """(path, spec key) of the model the action runs."""
+    section = getattr(cfg, action)
+    engine = getattr(section, "trt_engine", "")
+    if not is_unset(engine):
+        return str(engine), f"{action}.trt_engine"
+    if is_unset(section.checkpoint):
+        raise SpecError(f"{action}.checkpoint: required for {action}; give a .pth checkpoint or an .onnx file "
+                        f"({action}.checkpoint=...)")
+    return str(section.checkpoint), f"{action}.checkpoint"
+
+
+def open_action_model(cfg, action: str):
+    """The backend for ``cfg.<action>`` (see the module docstring)."""
+    section = getattr(cfg, action)
+    path, key = model_path(cfg, action)
+    backend = open_backend(path, model_section=cfg.model, gpu_ids=section.gpu_ids, key=key,
+                           text_encoder_type=cfg.model.text_encoder_type)
+    wanted = max(int(section.num_gpus or 1), len(section.gpu_ids or []), 1) * max(int(section.num_nodes or 1), 1)
+    if wanted > 1 and backend.device.type == "cuda":
+        print(f"note: {action} runs on one device ({backend.device}); {action}.num_gpus/gpu_ids/num_nodes "
+              "beyond the first GPU are not used")
+    fit_input_size(cfg, action, backend)
+    return backend
+
+
+def fit_input_size(cfg, action: str, backend) -> None:
+    """Make ``<action>.input_width/height`` the graph's size when the backend only takes one size."""
+    fixed = backend.fixed_input_size
+    if fixed is None:
+        return
+    section = getattr(cfg, action)
+    height, width = fixed
+    given = (section.input_height, section.input_width)
+    if given != (None, None) and given != (height, width):
+        print(f"note: {action}.input_width/input_height {section.input_width}x{section.input_height} replaced by "
+              f"the ONNX graph's fixed input {width}x{height}")
+    section.input_height, section.input_width = height, width
+
+
+def loader_divisibility(backend) -> int:
+    """Batch padding multiple: 32 for PyTorch, none for graphs without a padding mask."""
+    return 32 if backend.supports_padding else 1

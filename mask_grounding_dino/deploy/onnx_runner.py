@@ -1,0 +1,148 @@
+"""Run an exported ONNX file with onnxruntime behind the PyTorch pre/post-processing.
+
+The file has TAO's six inputs (``inputs``, ``input_ids``, ``attention_mask``,
+``position_ids``, ``token_type_ids``, ``text_token_mask``) and named outputs
+(``pred_logits``, ``pred_boxes``, ``pred_masks``, ``no_targets``, ``union_mask_logits``).
+This runner
+
+* tokenises captions with the same :class:`TextProcessor` as PyTorch, padded to the
+  graph's text length (``pad_to=256``), the tokenizer named in the file's metadata;
+* reports the image size the graph was exported at (``fixed_input_size``): callers resize
+  images to exactly that size, aspect ratio not kept, as TAO Deploy does; a graph with
+  dynamic height/width takes images as they come (``fixed_input_size`` None);
+* feeds a fixed-batch graph in slices of its batch (the last slice padded with copies);
+* returns :class:`GroundingOutputs` (CPU tensors), so post-processing, chunking of long
+  prompts and the evaluators are the PyTorch ones.
+
+The graph has no padding-mask input: every image must fill the tensor
+(``supports_padding`` False). Long class lists run the whole graph once per chunk (the
+image side cannot be split out of one ONNX graph).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from ..model.outputs import GroundingOutputs
+from ..text import TextProcessor
+from .devices import onnx_providers
+
+INPUT_NAMES = ("inputs", "input_ids", "attention_mask", "position_ids", "token_type_ids", "text_token_mask")
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+
+
+@dataclass
+class OnnxImages:
+    """The image side of an ONNX run: the batch as the graph takes it."""
+
+    images: np.ndarray          # [B, 3, H, W] float32
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.images.shape[0])
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class OnnxBackend:
+    """onnxruntime session over an exported Mask Grounding DINO.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: ``cuda`` uses onnxruntime's CUDA provider when the installed build has one.
+        text_encoder_type: tokenizer to use when the file's metadata does not name one.
+    """
+
+    kind = "onnx"
+    supports_padding = False
+
+    def __init__(self, path: str | os.PathLike, *, device: str | torch.device = "cpu",
+                 text_encoder_type: str | None = None):
+        import onnxruntime as ort
+
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise CheckpointError(f"ONNX file '{self.path}' does not exist")
+        self.device = torch.device(device)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(self.path, options, providers=onnx_providers(self.device))
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+            raise CheckpointError(f"'{self.path}' is not a loadable ONNX model "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if tuple(inputs) != INPUT_NAMES:
+            raise CheckpointError(f"'{self.path}' does not have Mask Grounding DINO's inputs: it has "
+                                  f"{list(inputs)}, expected {list(INPUT_NAMES)} (export it with the export action)")
+        self._input_types = {name: _NUMPY_TYPES.get(node.type, np.float32) for name, node in inputs.items()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        for needed in ("pred_logits", "pred_boxes"):
+            if needed not in self.output_names:
+                raise CheckpointError(f"'{self.path}' has no '{needed}' output (outputs: {self.output_names})")
+        image_dims = list(inputs["inputs"].shape)
+        self.fixed_batch = _static(image_dims[0])
+        height, width = _static(image_dims[2]), _static(image_dims[3])
+        self.fixed_input_size = (height, width) if height and width else None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        text_len = _static(list(inputs["input_ids"].shape)[1]) or int(meta.get("max_text_len", 256))
+        tokenizer = meta.get("text_encoder_type") or text_encoder_type or "bert-base-uncased"
+        self.text_len = int(text_len)
+        self.text_processor = TextProcessor(tokenizer, self.text_len)
+        self.metadata = dict(meta)
+
+    def describe(self) -> str:
+        size = "any size" if self.fixed_input_size is None else "x".join(map(str, self.fixed_input_size))
+        batch = "dynamic batch" if self.fixed_batch is None else f"batch {self.fixed_batch}"
+        providers = ", ".join(self.session.get_providers())
+        return f"ONNX model {self.path} ({size}, {batch}) on onnxruntime [{providers}]"
+
+    def encode_image(self, images: torch.Tensor, pixel_mask: torch.Tensor | None) -> OnnxImages:
+        """Check the batch fits the graph; nothing runs yet (the graph takes image and text together)."""
+        if pixel_mask is not None and bool(pixel_mask.any()):
+            raise ValueError("the ONNX graph has no padding mask: resize every image to the graph's input "
+                             "size instead of padding")
+        if self.fixed_input_size is not None and tuple(images.shape[-2:]) != self.fixed_input_size:
+            raise ValueError(f"the ONNX graph takes {self.fixed_input_size[0]}x{self.fixed_input_size[1]} images, "
+                             f"got {images.shape[-2]}x{images.shape[-1]}")
+        return OnnxImages(images.detach().to("cpu", torch.float32).numpy())
+
+    def run(self, image: OnnxImages, captions: Sequence[str]) -> GroundingOutputs:
+        batch = image.batch_size
+        if len(captions) not in (1, batch):
+            raise ValueError(f"run: {len(captions)} captions for a batch of {batch} images")
+        text = self.text_processor(list(captions) if len(captions) == batch else list(captions) * batch,
+                                   pad_to=self.text_len)
+        feed = {"inputs": image.images}
+        for name, tensor in zip(INPUT_NAMES[1:], text.as_tuple()):
+            feed[name] = tensor.numpy()
+        results = self._run_sliced(feed, batch)
+        out = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in results.items()}
+        height, width = image.images.shape[-2:]
+        return GroundingOutputs(pred_logits=out["pred_logits"].float(), pred_boxes=out["pred_boxes"].float(),
+                                text_mask=text.attention_mask.clone(), pred_masks=out.get("pred_masks"),
+                                no_targets=out.get("no_targets"), union_mask_logits=out.get("union_mask_logits"),
+                                input_size=(int(height), int(width)))
+
+    def _run_sliced(self, feed: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+        """Run the whole batch, or slices of the graph's fixed batch (last one padded with copies)."""
+        typed = {k: v.astype(self._input_types[k], copy=False) for k, v in feed.items()}
+        step = self.fixed_batch or batch
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, batch, step):
+            piece = {k: v[start:start + step] for k, v in typed.items()}
+            n = next(iter(piece.values())).shape[0]
+            if n < step:
+                piece = {k: np.concatenate([v, np.repeat(v[-1:], step - n, axis=0)]) for k, v in piece.items()}
+            got = self.session.run(self.output_names, piece)
+            parts.append([g[:n] for g in got])
+        return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(self.output_names)}

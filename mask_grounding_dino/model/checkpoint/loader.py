@@ -1,0 +1,117 @@
+"""One front door for every checkpoint layout: detect, rename to our keys, load, summarise.
+
+Formats: ``native`` (ours), ``hf`` (a ``save_pretrained`` folder), ``tao`` (TAO Grounding
+DINO / Mask Grounding DINO ``.pth``), ``official`` (Grounding DINO release ``{"model": ...}``),
+``state_dict`` (a bare dict of tensors in our names).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from ...errors import CheckpointError
+from .hf import hf_config_to_kwargs, hf_to_ours, read_hf_folder
+from .io import read_safetensors, torch_load
+from .native import is_native
+from .official import official_to_ours
+from .summary import LoadSummary, apply_state_dict
+from .tao import MASK_MODEL_HEADS, tao_to_ours
+
+
+class RawCheckpoint:
+    """A checkpoint read from disk: its ``format``, tensors (original names) and any saved model config."""
+
+    def __init__(self, path: str, fmt: str, state: dict[str, Tensor], model_config: dict | None = None,
+                 metadata: dict | None = None):
+        self.path, self.format, self.state, self.model_config = path, fmt, state, model_config
+        self.metadata = metadata or {}
+
+
+def _tensor_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(hasattr(v, "shape") for v in obj.values())
+
+
+def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
+    """Read and classify ``path`` (file or folder) without building a model."""
+    path = str(path)
+    if os.path.isdir(path):
+        config, state = read_hf_folder(path)
+        return RawCheckpoint(path, "hf", state, model_config=hf_config_to_kwargs(config))
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    obj = read_safetensors(path) if path.endswith(".safetensors") else torch_load(path)
+    if is_native(obj):
+        return RawCheckpoint(path, "native", obj["state_dict"], obj.get("model_config"), obj.get("metadata"))
+    if isinstance(obj, dict) and "tao_model" in obj and _tensor_dict(obj.get("state_dict")):
+        # TAO's layout; our own Lightning training checkpoints use it too and add ``model_config``.
+        config = obj.get("model_config")
+        return RawCheckpoint(path, "tao", obj["state_dict"], model_config=config if isinstance(config, dict) else None,
+                             metadata={"tao_model": obj["tao_model"]})
+    if isinstance(obj, dict) and _tensor_dict(obj.get("model")):
+        return RawCheckpoint(path, "official", obj["model"])
+    if isinstance(obj, dict) and _tensor_dict(obj.get("state_dict")):
+        keys = list(obj["state_dict"])
+        fmt = "tao" if any(k.startswith(("model.model.", "model.backbone.", "model.transformer.")) for k in keys) \
+            else "state_dict"
+        return RawCheckpoint(path, fmt, obj["state_dict"])
+    if _tensor_dict(obj):
+        keys = list(obj)
+        fmt = "tao" if any(k.startswith("model.model.") for k in keys) else "official"
+        return RawCheckpoint(path, fmt, obj)
+    raise CheckpointError(f"'{path}' is not a model checkpoint: expected a state dict (ours, TAO's, the original "
+                          "Grounding DINO release or a Hugging Face folder)")
+
+
+def convert_to_ours(raw: RawCheckpoint, model: nn.Module) -> tuple[dict[str, Tensor], list[str], list[str]]:
+    """(state dict in our names, ignored keys, keys with no known name)."""
+    ours = set(model.state_dict())
+    if raw.format == "hf":
+        return hf_to_ours(raw.state)
+    if raw.format == "tao":
+        state, ignored = tao_to_ours(raw.state, ours)
+        return state, ignored, []
+    if raw.format in ("official", "state_dict"):
+        state, ignored = official_to_ours(raw.state, ours)
+        return state, ignored, []
+    return dict(raw.state), [], []
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike | RawCheckpoint) -> LoadSummary:
+    """Load weights of any supported layout into ``model`` by name and shape.
+
+    Heads the checkpoint's model did not have (mask head, region head when a
+    Grounding DINO checkpoint initialises the mask model) start fresh and are
+    listed as such in the summary.
+    """
+    raw = path if isinstance(path, RawCheckpoint) else read_checkpoint(path)
+    state, ignored, unknown = convert_to_ours(raw, model)
+    has_heads = {p for p in MASK_MODEL_HEADS if any(k.startswith(p) for k in state)}
+    fresh = tuple(p for p in MASK_MODEL_HEADS if p not in has_heads)
+    summary = apply_state_dict(model, state, source=raw.path, fmt=raw.format, ignored=ignored, fresh_prefixes=fresh)
+    summary.unexpected += unknown
+    return summary
+
+
+def load_model(path: str | os.PathLike, model_config=None, **overrides):
+    """Build a ``MaskGroundingDINO`` for ``path`` and load it. Returns ``(model, summary)``.
+
+    Our format and Hugging Face folders carry their architecture; TAO and original
+    checkpoints need ``model_config`` (the spec's ``model`` section or a dict).
+    ``overrides`` are extra constructor arguments (e.g. ``activation_checkpoint``).
+    """
+    from ..grounding_dino import MaskGroundingDINO
+
+    raw = read_checkpoint(path)
+    if model_config is not None:
+        model = MaskGroundingDINO.from_config(model_config, **{"load_text_weights": False, **overrides})
+    elif raw.model_config is not None:
+        kwargs = dict(raw.model_config, load_text_weights=False)
+        kwargs.update(overrides)
+        model = MaskGroundingDINO(**kwargs)
+    else:
+        raise CheckpointError(f"'{Path(path).name}' ({raw.format} format) does not record the model architecture: "
+                              "give the spec's model section (model_config)")
+    return model, load_checkpoint(model, raw)

@@ -1,0 +1,103 @@
+"""ONNX Runtime runs the export behind the PyTorch pre/post-processing and gives PyTorch's results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mask_grounding_dino.deploy import Detector, ImagePreprocessor, OnnxBackend, Thresholds, TorchBackend
+
+#: onnxruntime vs PyTorch (fp32, same inputs): the export check measures ~2e-5 on this model;
+#: 1e-3 is the brief's tolerance for raw outputs, 1e-4 on scores after the sigmoid.
+ATOL_RAW, ATOL_SCORE = 1e-3, 1e-4
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_model, onnx_file):
+    # Text padded to 256 as in the graph: the region head attends to padded tokens (TAO's design),
+    # so no_targets / union_mask_logits depend on the padding length (~3e-3 here otherwise).
+    return TorchBackend(tiny_model, device="cpu", text_pad_to=256), OnnxBackend(onnx_file)
+
+
+@pytest.fixture(scope="module")
+def batch(backends, rgb_images):
+    # The ONNX graph is fixed at 96 x 96: resize exactly to it, no padding (as TAO Deploy).
+    size = backends[1].fixed_input_size
+    return ImagePreprocessor(input_size=size, size_divisibility=1)(rgb_images)
+
+
+def test_reads_the_graph_interface(backends):
+    onnx = backends[1]
+    assert onnx.fixed_input_size == (96, 96) and onnx.fixed_batch is None
+    assert onnx.text_len == 256 and onnx.text_processor.max_text_len == 256
+    assert onnx.output_names == ["pred_logits", "pred_boxes", "pred_masks", "no_targets", "union_mask_logits"]
+
+
+def test_raw_outputs_match_pytorch(backends, batch):
+    torch_backend, onnx = backends
+    assert batch.pixel_mask is None and tuple(batch.images.shape) == (2, 3, 96, 96)
+    captions = ["red block . blue block .", "a red block on the left ."]
+    ours = torch_backend.run(torch_backend.encode_image(batch.images, None), captions)
+    theirs = onnx.run(onnx.encode_image(batch.images, None), captions)
+    for name in ("pred_logits", "pred_boxes", "pred_masks", "no_targets", "union_mask_logits"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert a.shape == b.shape, name
+        finite = torch.isfinite(a)
+        assert torch.equal(finite, torch.isfinite(b)), name                  # -inf at padded tokens in both
+        assert (a[finite] - b[finite]).abs().max() <= ATOL_RAW, name
+
+
+def _assert_same_detections(ours, theirs):
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert len(a) == len(b) and a.image_size == b.image_size
+        # Compare as sets keyed by (label, rounded box): near-equal scores may swap order.
+        order_a = sorted(range(len(a)), key=lambda i: (int(a.labels[i]), *a.boxes[i].tolist()))
+        order_b = sorted(range(len(b)), key=lambda i: (int(b.labels[i]), *b.boxes[i].tolist()))
+        assert a.labels[order_a].tolist() == b.labels[order_b].tolist()
+        assert [a.phrases[i] for i in order_a] == [b.phrases[i] for i in order_b]
+        assert torch.allclose(a.boxes[order_a], b.boxes[order_b], atol=1e-2)  # pixels
+        assert torch.allclose(a.scores[order_a], b.scores[order_b], atol=ATOL_SCORE)
+        # Masks: bilinear upsampling of logits that differ by ~1e-5 flips at most a pixel or two.
+        agree = (a.masks[order_a] == b.masks[order_b]).float().mean()
+        assert agree >= 0.999
+
+
+def test_od_and_vg_detections_equal_pytorch(backends, batch):
+    torch_backend, onnx = backends
+    thresholds = Thresholds(conf_threshold=0.3, num_select=50)
+    ours, theirs = Detector(torch_backend, thresholds), Detector(onnx, thresholds)
+    od_a = ours.detect_classes(batch, ["red block", "blue block", "background"])
+    od_b = theirs.detect_classes(batch, ["red block", "blue block", "background"])
+    assert sum(len(d) for d in od_a) > 0                                    # something to compare
+    _assert_same_detections(od_a, od_b)
+    captions = ["the red block .", "a blue block below the red one ."]
+    _assert_same_detections(ours.detect_expressions(batch, captions), theirs.detect_expressions(batch, captions))
+
+
+def test_rejects_inputs_the_graph_cannot_take(backends, batch):
+    onnx = backends[1]
+    with pytest.raises(ValueError, match="no padding mask"):
+        onnx.encode_image(batch.images, torch.ones(2, 96, 96, dtype=torch.bool))
+    with pytest.raises(ValueError, match="takes 96x96 images, got 64x96"):
+        onnx.encode_image(batch.images[..., :64, :], None)
+
+
+def test_fixed_batch_graph_runs_in_slices(backends, batch, monkeypatch):
+    """A graph exported with a fixed batch of 1 gets a batch of 2 in two runs (same results)."""
+    onnx = backends[1]
+    captions = ["red block ."]
+    whole = onnx.run(onnx.encode_image(batch.images, None), captions)
+    calls = []
+    run = onnx.session.run
+
+    def counting_run(names, feed):
+        calls.append(len(feed["inputs"]))
+        return run(names, feed)
+
+    monkeypatch.setattr(onnx, "fixed_batch", 1)
+    monkeypatch.setattr(onnx.session, "run", counting_run, raising=False)
+    sliced = onnx.run(onnx.encode_image(batch.images, None), captions)
+    assert calls == [1, 1]
+    np.testing.assert_allclose(whole.pred_logits.numpy(), sliced.pred_logits.numpy(), atol=1e-5)
