@@ -210,6 +210,9 @@ class SetCriterion(nn.Module):
             if "masks" in self.loss_types and mask_layer is not None:
                 for name, value in self.loss_masks(outputs, mask_layer, targets, indices, num_boxes).items():
                     add(name + suffix, value, weights.get(name))
+        if outputs.dn_meta is not None and outputs.dn_outputs:
+            for name, value, weight in self.loss_denoising(outputs, targets, num_boxes):
+                add(name, value, weight)
         if "rela" in self.loss_types:
             for name, value in self.loss_rela(outputs, targets).items():
                 add(name, value, self.weights[name])
@@ -234,6 +237,32 @@ class SetCriterion(nn.Module):
                 num_pos += len(q_idx)
         return token_focal_loss(logits.float(), token_targets, text_mask.bool(), num_pos,
                                 self.focal_alpha, self.focal_gamma)
+
+    def loss_denoising(self, outputs: GroundingOutputs, targets: Sequence[Target], num_boxes: float
+                       ) -> list[tuple[str, Tensor, float]]:
+        """Denoising queries (``model.dn_number > 0``): every positive copy must reconstruct
+        its box and phrase, every negative copy must predict no phrase (its token targets stay
+        0). No matching: the copy -> target pairing is known. Terms ``loss_ce_dn``,
+        ``loss_bbox_dn``, ``loss_giou_dn`` (``_dn_{i}`` for earlier layers), TAO's coefficients."""
+        meta = outputs.dn_meta
+        indices = [tuple(t.to(outputs.pred_logits.device) for t in meta.positive_pairs(b))
+                   if not getattr(tgt, "empty", False) else (torch.zeros(0, dtype=torch.long),) * 2
+                   for b, tgt in enumerate(targets)]
+        layers = list(enumerate(outputs.dn_outputs))
+        last = len(layers) - 1
+        if not self.aux_loss:
+            layers = layers[-1:]
+        scale = num_boxes * meta.num_groups
+        terms = []
+        for i, pred in layers:
+            suffix = "_dn" if i == last else f"_dn_{i}"
+            if "labels" in self.loss_types:
+                terms.append(("loss_ce" + suffix, self.loss_labels(pred.pred_logits, targets, indices,
+                                                                    outputs.text_mask), self.weights["loss_ce"]))
+            if "boxes" in self.loss_types:
+                for name, value in self.loss_boxes(pred.pred_boxes, targets, indices, scale).items():
+                    terms.append((name + suffix, value, self.weights.get(name)))
+        return terms
 
     def loss_boxes(self, boxes: Tensor, targets: Sequence[Target], indices: Sequence[Match],
                    num_boxes: float) -> dict[str, Tensor]:

@@ -92,6 +92,7 @@ class MaskGroundingDINO(nn.Module):
 
         # --- text side
         self.bert = build_text_encoder(text_encoder_type, config=text_encoder_config, load_weights=load_text_weights)
+        self.text_cache = None  # a PhraseFeatureCache while the text encoder is frozen (see enable_text_cache)
         self.feat_map = nn.Linear(self.bert.config.hidden_size, hidden_dim)
         nn.init.xavier_uniform_(self.feat_map.weight)
         nn.init.zeros_(self.feat_map.bias)
@@ -151,6 +152,11 @@ class MaskGroundingDINO(nn.Module):
             dn_box_noise_scale=dn_box_noise_scale, dn_label_noise_ratio=dn_label_noise_ratio,
             decoder_sa_type=decoder_sa_type, backbone_overrides=backbone_overrides,
             text_encoder_config=text_config_dict(self.bert), ref_eps=ref_eps, fusion_droppath=fusion_droppath)
+
+    def enable_text_cache(self, max_entries: int = 50_000) -> None:
+        """Encode each phrase once while ``bert`` is frozen and in eval mode (exact; see text_cache.py)."""
+        from .text_cache import PhraseFeatureCache
+        self.text_cache = PhraseFeatureCache(max_entries)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -216,7 +222,11 @@ class MaskGroundingDINO(nn.Module):
         n = self.max_text_len
         input_ids, attention_mask, position_ids = input_ids[:, :n], attention_mask[:, :n], position_ids[:, :n]
         token_type_ids, text_token_mask = token_type_ids[:, :n], text_token_mask[:, :n, :n].bool()
-        hidden = run_text_encoder(self.bert, input_ids, text_token_mask, position_ids, token_type_ids)
+        cache = self.text_cache
+        if cache is not None and cache.usable(self.bert):
+            hidden = cache.encode(self.bert, input_ids, text_token_mask, position_ids, token_type_ids)
+        else:
+            hidden = run_text_encoder(self.bert, input_ids, text_token_mask, position_ids, token_type_ids)
         return TextFeatures(encoded=self.feat_map(hidden), token_mask=attention_mask.bool(),
                             position_ids=position_ids, self_attention_masks=text_token_mask)
 
