@@ -36,7 +36,8 @@ def _has_val(cfg) -> bool:
     return bool(src.json_file and src.image_dir)
 
 
-def run(cfg, *, max_steps: int = -1, progress_bar: bool = True) -> int:
+def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list | None = None) -> int:
+    """Train as the spec says. ``callbacks``: extra Lightning callbacks (tools, tests, AutoML)."""
     require(cfg, "dataset.train_data_sources", action="train")
     results_dir = _results_dir(cfg)
     # The spec as run: every later action (and a resume) can rebuild the model from it.
@@ -61,11 +62,11 @@ def run(cfg, *, max_steps: int = -1, progress_bar: bool = True) -> int:
     if resume:
         print(f"Resuming from {resume}")
 
-    callbacks = [TaoCheckpoint(results_dir, cfg.train.checkpoint_interval, cfg.train.checkpoint_interval_unit),
-                 StatusCallback(results_dir), HistoryCallback(results_dir)]
+    engine_callbacks = [TaoCheckpoint(results_dir, cfg.train.checkpoint_interval, cfg.train.checkpoint_interval_unit),
+                        StatusCallback(results_dir), HistoryCallback(results_dir), *(callbacks or [])]
     if progress_bar:
-        callbacks.append(ProgressBar())
-    trainer = build_trainer(cfg, results_dir, callbacks, max_steps=max_steps, enable_progress_bar=progress_bar)
+        engine_callbacks.append(ProgressBar())
+    trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=progress_bar)
     start = time.time()
     trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
     if trainer.is_global_zero:

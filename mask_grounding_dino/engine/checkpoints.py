@@ -6,7 +6,8 @@ Files in ``results_dir`` (TAO's names, Lightning's ``=`` written as ``_``):
     mask_gdino_model_latest.pth                   link to the newest one
 
 ``find_resume_checkpoint`` picks what training resumes from: an explicit
-``resume_training_checkpoint_path``, else the latest checkpoint in ``results_dir``.
+``resume_training_checkpoint_path`` (which must exist), else the latest checkpoint in
+``results_dir`` (the link, or the newest file when the link is missing or dangling).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 import shutil
 
 import lightning.pytorch as pl
+
+from ..errors import CheckpointError
 
 LATEST_NAME = "mask_gdino_model_latest.pth"
 _NAME_RE = re.compile(r"^model_epoch_(\d+)_step_(\d+)\.pth$")
@@ -39,9 +42,13 @@ def list_checkpoints(results_dir: str) -> list[tuple[int, int, str]]:
 
 def find_resume_checkpoint(results_dir: str, explicit: str | None = None) -> str | None:
     if explicit:
+        if not os.path.isfile(explicit):
+            raise CheckpointError(f"train.resume_training_checkpoint_path: '{explicit}' does not exist; give an "
+                                  "existing checkpoint, or leave it empty to resume from the newest one in "
+                                  "results_dir")
         return explicit
     latest = os.path.join(results_dir or "", LATEST_NAME)
-    if os.path.exists(latest):
+    if os.path.isfile(latest):  # False for a link whose target is gone: fall back to the newest file
         return os.path.realpath(latest)
     found = list_checkpoints(results_dir)
     return found[-1][2] if found else None
@@ -68,6 +75,9 @@ class TaoCheckpoint(pl.Callback):
         interval: save every ``interval`` epochs or steps.
         unit: ``"epoch"`` or ``"step"``.
         save_last: also save when training ends (if that step was not saved already).
+
+    A resumed run never rewrites the checkpoint it started from, and a dry run
+    (``train.is_dry_run``) writes none.
     """
 
     def __init__(self, results_dir: str, interval: int = 1, unit: str = "epoch", save_last: bool = True):
@@ -76,21 +86,29 @@ class TaoCheckpoint(pl.Callback):
         self.unit = unit
         self.save_last = save_last
         self._saved_steps: set[int] = set()
+        self._last_epoch: int | None = None  # epoch of the last trained batch
 
-    def _save(self, trainer: pl.Trainer) -> None:
+    def _save(self, trainer: pl.Trainer, epoch: int | None = None) -> None:
         step = trainer.global_step
-        if step in self._saved_steps:
-            return
-        path = os.path.join(self.results_dir, checkpoint_name(trainer.current_epoch, step))
-        trainer.save_checkpoint(path)
+        if step in self._saved_steps or trainer.fast_dev_run:
+            return  # a dry run must not leave a checkpoint that the real run would resume from
+        epoch = trainer.current_epoch if epoch is None else epoch
+        path = os.path.join(self.results_dir, checkpoint_name(epoch, step))
+        trainer.save_checkpoint(path, weights_only=False)  # full state: a resume needs the optimiser too
         if trainer.is_global_zero:
             _point_latest(self.results_dir, path)
         self._saved_steps.add(step)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.global_step > 0:
+            # Resumed: the state at this step is the checkpoint we started from; never save it twice.
+            self._saved_steps.add(trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loader = trainer.train_dataloader
         if hasattr(loader, "batches_done"):
             loader.batches_done = batch_idx + 1
+        self._last_epoch = trainer.current_epoch
         if self.unit == "step" and trainer.global_step % self.interval == 0:
             self._save(trainer)
 
@@ -100,5 +118,7 @@ class TaoCheckpoint(pl.Callback):
             self._save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        # Lightning has already counted the last epoch as completed here: name the
+        # checkpoint after the epoch its last step belongs to, as the interval saves do.
         if self.save_last:
-            self._save(trainer)
+            self._save(trainer, epoch=self._last_epoch)

@@ -87,7 +87,8 @@ class HistoryCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero or step % self.every:
+        # Every ``every`` steps and at the end of each epoch (so short runs still have a history).
+        if not trainer.is_global_zero or (step % self.every and not trainer.is_last_batch):
             return
         row = {"step": step, "epoch": trainer.current_epoch,
                "lr": trainer.optimizers[0].param_groups[0]["lr"]}

@@ -41,11 +41,37 @@ class GroundingModule(pl.LightningModule):
         cfg = self.cfg
         self.model = MaskGroundingDINO.from_config(cfg.model, activation_checkpoint=cfg.train.activation_checkpoint)
         self.frozen = apply_freeze(self.model, cfg.train.freeze)
+        self._frozen_prefixes = tuple(p for p in (cfg.train.freeze or []) if p)
+        if not any(p.requires_grad for p in self.model.bert.parameters()):
+            self.model.enable_text_cache()
         self.criterion = SetCriterion.from_config(cfg.model)
         self.text_processor = TextProcessor(cfg.model.text_encoder_type, cfg.model.max_text_len)
         self.eval_data = eval_data
         self._runner: EvalRunner | None = None
         self.last_val_metrics: dict[str, float] = {}
+
+    def train(self, mode: bool = True):
+        """Train mode, except what ``train.freeze`` froze: modules under a frozen prefix stay in
+        eval mode (BatchNorm statistics fixed, dropout off).
+
+        TAO leaves dropout on inside a frozen BERT. We switch it off: a frozen encoder then
+        computes the same features for the same phrase every time, the standard treatment of a
+        frozen feature extractor, and those features are cached phrase by phrase
+        (``model/text_cache.py``) so the text encoder costs nothing after the first steps.
+        """
+        super().train(mode)
+        prefixes = getattr(self, "_frozen_prefixes", ())
+        if mode and prefixes:
+            for name, module in self.model.named_modules():
+                if any(name == p or name.startswith(p + ".") for p in prefixes):
+                    module.eval()
+        return self
+
+    def on_fit_start(self) -> None:
+        # Lightning keeps the modes modules were built in, and transformers' from_pretrained
+        # returns the text encoder in eval mode: put the trainable model in train mode
+        # (dropout on, as in Grounding DINO and TAO), frozen parts excepted (see train()).
+        self.train()
 
     # ------------------------------------------------------------------ steps
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:

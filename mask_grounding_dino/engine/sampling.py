@@ -50,10 +50,20 @@ class ResumableSampler(Sampler):
         self.num_samples = int(num_samples)
         self.shuffle = shuffle
         self.seed = int(seed)
-        self.num_replicas, self.rank = _dist_info(num_replicas, rank)
+        # Resolved when used, not here: the train action builds its loader before
+        # Lightning starts the process group, so at construction every rank looks like 0 of 1.
+        self._num_replicas, self._rank = num_replicas, rank
         self.drop_last = drop_last
         self.epoch = 0
         self.skip = 0  # samples of this epoch to skip once (set on resume)
+
+    @property
+    def num_replicas(self) -> int:
+        return _dist_info(self._num_replicas, self._rank)[0]
+
+    @property
+    def rank(self) -> int:
+        return _dist_info(self._num_replicas, self._rank)[1]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -72,11 +82,12 @@ class ResumableSampler(Sampler):
             order = torch.randperm(self.num_samples, generator=gen).tolist()
         else:
             order = list(range(self.num_samples))
-        total = self._per_replica() * self.num_replicas
+        num_replicas, rank = self.num_replicas, self.rank
+        total = self._per_replica() * num_replicas
         if total > len(order) and order:
             order = (order * (total // len(order) + 1))[:total]
         order = order[:total]
-        positions = range(self.rank, total, self.num_replicas)
+        positions = range(rank, total, num_replicas)
         skip, self.skip = self.skip, 0
         for n, pos in enumerate(positions):
             if n < skip:
@@ -136,7 +147,19 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": sampler.epoch if sampler else 0, "batches_done": int(self.batches_done)}
 
     def load_state_dict(self, state: dict) -> None:
-        self._resume = dict(state)
+        """Resume at the saved position, and put the sampler in the epoch that resumes.
+
+        Lightning creates the first iterator before it calls ``set_epoch`` for the
+        resumed epoch (and worker processes take indices at once), so the epoch is set
+        here. A state saved after the epoch's last batch resumes at the next epoch.
+        """
+        epoch, done = int(state.get("epoch", 0)), int(state.get("batches_done", 0))
+        if done >= super().__len__():
+            epoch, done = epoch + 1, 0
+        sampler = self.resumable_sampler
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        self._resume = {"epoch": epoch, "batches_done": done}
 
     def __iter__(self):
         sampler = self.resumable_sampler

@@ -67,8 +67,9 @@ class StatusCallback(pl.Callback):
         self.logger = StatusLogger(self.results_dir, enabled=trainer.is_global_zero)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._start = time.time()
-        self.logger.write("STARTED", "Training started", max_epoch=trainer.max_epochs,
+        self._start = self._epoch_start = time.time()  # a mid-epoch resume gets no on_train_epoch_start
+        message = f"Training resumed at step {trainer.global_step}" if trainer.global_step else "Training started"
+        self.logger.write("STARTED", message, max_epoch=trainer.max_epochs,
                           global_step=trainer.global_step, epoch=trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:

@@ -30,7 +30,7 @@ def _devices(train_cfg) -> tuple[str, object]:
         if ids and len(ids) >= num:
             return "gpu", ids[:num]
         return "gpu", num
-    if num > 1:
+    if num > 1 and os.environ.get("LOCAL_RANK", "0") == "0":  # once, not again in each launched process
         print(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
     return "cpu", num
 
