@@ -26,7 +26,7 @@ from .errors import UserError
 
 ACTIONS = ("train", "evaluate", "inference", "export", "quantize", "gen_trt_engine")
 TOOLS_PACKAGE = "mask_grounding_dino.data.tools"
-_COMMANDS = ACTIONS + ("dataset", "schemas")
+_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +57,8 @@ def _dispatch(argv: list[str]) -> int:
         return run_dataset_tool(rest)
     if command == "schemas":
         return run_schemas(rest)
+    if command == "quickstart":
+        return run_quickstart(rest)
     close = difflib.get_close_matches(command, _COMMANDS, n=1)
     hint = f"; did you mean {close[0]}?" if close else f"; commands: {', '.join(_COMMANDS)}"
     raise UserError(f"unknown command {command!r}{hint}")
@@ -67,6 +69,7 @@ def _top_help() -> str:
             "actions (each: -e SPEC [key=value ...] [--print-spec]):\n  " + "  ".join(ACTIONS) + "\n"
             "other commands:\n  dataset <tool> ...     data tools (mask_grounding_dino dataset --help)\n"
             "  schemas [--out DIR] [--check]   write or check schemas/ and references/\n"
+            "  quickstart [--out DIR]   the whole workflow on the built-in dataset, on a CPU\n"
             "  --version")
 
 
@@ -152,6 +155,17 @@ def run_dataset_tool(argv: list[str]) -> int:
     module.add_arguments(parser)
     result = module.run(parser.parse_args(rest))
     return 0 if result is None else int(result)
+
+
+# -- quickstart ---------------------------------------------------------------------------------
+def run_quickstart(argv: list[str]) -> int:
+    from .actions import quickstart
+
+    parser = argparse.ArgumentParser(prog="mask_grounding_dino quickstart",
+                                     description=(quickstart.__doc__ or "").strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    quickstart.add_arguments(parser)
+    return quickstart.run_quickstart(parser.parse_args(argv))
 
 
 # -- schemas ------------------------------------------------------------------------------------
