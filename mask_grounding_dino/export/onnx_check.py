@@ -1,4 +1,14 @@
-"""Run an exported ONNX file in onnxruntime and compare it with the PyTorch model."""
+"""Run an exported ONNX file in onnxruntime and compare it with the PyTorch model.
+
+Query order caveat: the decoder's queries are the top-``Q`` encoder proposals,
+sorted by score. Two proposals whose scores differ by less than the float
+noise between two runtimes (~1e-6) can swap places, or trade the last place;
+that moves whole rows of ``pred_logits``/``pred_boxes``/``pred_masks`` without
+anything being wrong. With random weights and 900 queries out of ~10k
+proposals (TAO's 544x960), about 4 rows per image do (measured). So query
+outputs are compared on the rows whose box agrees, and the number of rows that
+do not is reported; ``max_moved_queries`` says how many may move (0 = strict).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +24,9 @@ from .io_names import INPUT_NAMES, example_inputs
 from .onnx_export import ExportError, export_mode, model_text_settings
 from .wrapper import OnnxWrapper
 
+#: Outputs whose axis 1 is the query.
+QUERY_OUTPUTS = ("pred_logits", "pred_boxes", "pred_masks")
+
 
 @dataclass
 class OutputDiff:
@@ -22,15 +35,18 @@ class OutputDiff:
     batch: int
     name: str
     shape: tuple[int, ...]
-    max_abs_diff: float          # over positions finite in both; inf when shapes differ
+    max_abs_diff: float          # over positions finite in both; inf on shape mismatch
     nonfinite_match: bool        # -inf (padded tokens) at the same places in both
+    same_query_diff: float | None = None   # query outputs: over the rows holding the same query
 
 
 @dataclass
 class OnnxCheckReport:
     path: Path
     atol: float
+    max_moved_queries: float = 0.0                               # allowed fraction of moved query rows
     diffs: list[OutputDiff] = field(default_factory=list)
+    moved_queries: dict[int, tuple[int, int]] = field(default_factory=dict)   # batch -> (moved, total)
 
     @property
     def max_abs_diff(self) -> float:
@@ -38,13 +54,23 @@ class OnnxCheckReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.diffs) and all(d.nonfinite_match and d.max_abs_diff <= self.atol for d in self.diffs)
+        values_ok = all(d.nonfinite_match and (d.max_abs_diff if d.same_query_diff is None else d.same_query_diff)
+                        <= self.atol for d in self.diffs)
+        moved_ok = all(moved <= self.max_moved_queries * total for moved, total in self.moved_queries.values())
+        return bool(self.diffs) and values_ok and moved_ok
 
     def summary(self) -> str:
         lines = [f"onnxruntime vs PyTorch for {self.path} (tolerance {self.atol:g}): "
                  f"{'OK' if self.ok else 'MISMATCH'}"]
+        for batch, (moved, total) in self.moved_queries.items():
+            if moved:
+                lines.append(f"  batch {batch}: {moved} of {total} query rows differ (proposal near-ties; "
+                             f"allowed {self.max_moved_queries * total:g}); compared on the others")
         for d in self.diffs:
             flag = "" if d.nonfinite_match else "  (non-finite positions differ)"
+            moved = self.moved_queries.get(d.batch, (0, 0))[0]
+            if d.same_query_diff is not None and moved:
+                flag = f", same-query rows {d.same_query_diff:.3g}" + flag
             lines.append(f"  batch {d.batch} {d.name:<18} {str(list(d.shape)):<22} "
                          f"max |diff| {d.max_abs_diff:.3g}{flag}")
         return "\n".join(lines)
@@ -66,12 +92,14 @@ def _compare(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, bool]:
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 2),
-               atol: float = 1e-3, seed: int = 0,
+               atol: float = 1e-3, seed: int = 0, max_moved_queries: float = 0.0,
                providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> OnnxCheckReport:
     """Compare onnxruntime's outputs of ``path`` with ``model``'s on the same random inputs.
 
     Image size and text length are read from the ONNX file. A file with a fixed batch is
-    checked at that batch only. Returns a report (``.ok``, ``.max_abs_diff``, ``.summary()``).
+    checked at that batch only. ``max_moved_queries``: fraction of query rows that may
+    differ because of proposal near-ties (see the module docstring); 0 = every row must match.
+    Returns a report (``.ok``, ``.max_abs_diff``, ``.summary()``).
     """
     import onnxruntime as ort
 
@@ -88,13 +116,21 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, batch_sizes: tuple[int
     _, tokenizer = model_text_settings(model)
     device = next(model.parameters()).device
     wrapper = OnnxWrapper(model, names)
-    report = OnnxCheckReport(path=path, atol=atol)
+    report = OnnxCheckReport(path=path, atol=atol, max_moved_queries=max_moved_queries)
     with export_mode(model, verbose=True), torch.no_grad():
         for batch in batch_sizes:
             example = example_inputs(batch, (height, width), text_len, tokenizer, seed=seed + batch)
-            expected = [t.float().cpu().numpy() for t in wrapper(*example.to(device).as_tuple())]
-            got = session.run(list(names), example.as_numpy())
-            for name, ours, theirs in zip(names, expected, got):
-                diff, same = _compare(ours, theirs)
-                report.diffs.append(OutputDiff(batch, name, tuple(theirs.shape), diff, same))
+            expected = dict(zip(names, (t.float().cpu().numpy() for t in wrapper(*example.to(device).as_tuple()))))
+            got = dict(zip(names, session.run(list(names), example.as_numpy())))
+            same = None                                              # [B, Q] rows holding the same query
+            if "pred_boxes" in names and expected["pred_boxes"].shape == got["pred_boxes"].shape:
+                same = np.abs(expected["pred_boxes"] - got["pred_boxes"]).max(-1) <= atol
+                report.moved_queries[batch] = (int((~same).sum()), int(same.size))
+            for name in names:
+                ours, theirs = expected[name], got[name]
+                diff, agree = _compare(ours, theirs)
+                same_diff = None
+                if same is not None and name in QUERY_OUTPUTS and ours.shape[:2] == same.shape:
+                    same_diff, _ = _compare(ours[same], theirs[same])
+                report.diffs.append(OutputDiff(batch, name, tuple(got[name].shape), diff, agree, same_diff))
     return report

@@ -23,6 +23,9 @@ Deformable attention is written with standard ONNX ops, not TAO's custom
 A TensorRT-plugin variant (TAO's op) could be added later as a post-pass that
 swaps that subgraph for the plugin node.
 
+``symbolics.py`` corrects the exporter's ``floor_divide`` (it truncates), which
+otherwise breaks the Swin backbones' window counts in the graph.
+
 The file is written next to its destination and moved into place only after
 ``onnx.checker`` accepted it, so a failed export never leaves a broken file.
 """
@@ -42,6 +45,7 @@ from torch import nn
 from ..errors import UserError
 from ..model.ms_deform_attn import export_backend
 from .io_names import BATCH_AXIS, INPUT_NAMES, example_inputs
+from .symbolics import exporter_fixes
 from .wrapper import OnnxWrapper, discover_outputs
 
 #: Opsets the exported graph is tested with (TAO: 17).
@@ -150,6 +154,21 @@ def _declare_output_shapes(graph, shapes: dict[str, tuple[int, ...]], dynamic_ba
 
 
 @contextlib.contextmanager
+def _unchunked(model: nn.Module):
+    """Switch off memory chunking (modules with a ``chunk_elements`` budget, e.g. the mask head)
+    while tracing: chunk bounds computed from traced sizes would depend on the batch size in
+    the graph (overlapping slices at another batch)."""
+    saved = [(m, m.chunk_elements) for m in model.modules() if hasattr(m, "chunk_elements")]
+    for module, _ in saved:
+        module.chunk_elements = 1 << 62
+    try:
+        yield
+    finally:
+        for module, value in saved:
+            module.chunk_elements = value
+
+
+@contextlib.contextmanager
 def export_mode(model: nn.Module, verbose: bool):
     """Eval mode, TF32 off (TAO does the same), exporter chatter muted unless verbose."""
     was_training = model.training
@@ -205,7 +224,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
         wrapper = OnnxWrapper(model, output_names)
         axes = ({name: {0: BATCH_AXIS} for name in INPUT_NAMES + output_names} if dynamic_batch else None)
         try:
-            with torch.no_grad(), export_backend(msda):
+            with torch.no_grad(), export_backend(msda), exporter_fixes(opset), _unchunked(model):
                 torch.onnx.export(wrapper, example.as_tuple(), str(tmp), dynamo=False, opset_version=opset,
                                   input_names=list(INPUT_NAMES), output_names=list(output_names),
                                   dynamic_axes=axes, do_constant_folding=True, verbose=verbose)

@@ -4,7 +4,8 @@ For every category ``c`` each image is prompted with ``c`` alone. A returned box
 is correct when it overlaps (IoU >= ``iou``) a ground-truth object of class
 ``c`` not already claimed; otherwise it is charged to the class of the
 ground-truth object it overlaps most ("red circle" returning a red square is a
-*colour-right, shape-wrong* confusion), or to background. Reported per
+*colour-right, shape-wrong* confusion), to ``duplicate`` (a second box on an object
+already found) or to ``background``. Reported per
 category: precision, recall, the count of returned boxes, and the worst
 confusion.
 """
@@ -71,7 +72,10 @@ def score_prompt(detections, gt_boxes: np.ndarray, gt_names: list[str], category
             result.correct += 1
             continue
         g = int(row.argmax())
-        result.confusions[gt_names[g] if row[g] >= iou else "background"] += 1
+        if row[g] < iou:
+            result.confusions["background"] += 1
+        else:  # a second box on an object already found counts as a duplicate
+            result.confusions["duplicate" if gt_names[g] == category else gt_names[g]] += 1
     return result
 
 
