@@ -148,7 +148,7 @@ def test_deformable_attention_formulation_is_chosen_at_export(tmp_path, msda):
 
 def test_fixed_batch_export_and_options_from_spec(tmp_path):
     options = ExportOptions.from_config({"input_height": 64, "input_width": 64, "batch_size": 2,
-                                         "opset_version": 17, "msda": "gather"})
+                                         "opset_version": 17})
     assert options.input_size == (64, 64) and not options.dynamic_batch and options.batch_size == 2
     assert ExportOptions.from_config({"batch_size": -1}).dynamic_batch
     model = TinyGrounding()
