@@ -165,7 +165,7 @@ def run_quickstart(argv: list[str]) -> int:
                                      description=(quickstart.__doc__ or "").strip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     quickstart.add_arguments(parser)
-    return quickstart.run_quickstart(parser.parse_args(argv))
+    return quickstart.run_quickstart(parser.parse_intermixed_args(argv))
 
 
 # -- schemas ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from importlib import resources
 
 import yaml
 
-from ..config import load_spec, save_spec
+from ..config import load_spec, save_spec, spec_to_dict
 from ..utils.atomic import atomic_write_json
 from .common import print_table
 
@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--selectivity-images", type=int, default=60,
                         help="held-out images used for the one-category-per-prompt check")
     parser.add_argument("--fresh", action="store_true", help="delete <out> first (else training resumes)")
+    parser.add_argument("--image-size", type=int, default=None, help="side of the generated images in px")
+    parser.add_argument("--num-val", type=int, default=None, help="held-out images to generate")
+    parser.add_argument("--colors", default=None, help="comma-separated colour words of the dataset")
+    parser.add_argument("--shapes", default=None, help="comma-separated shape words of the dataset")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="spec overrides applied on top of the preset, e.g. train.num_epochs=4")
 
 
 def preset_spec() -> dict:
@@ -45,27 +51,40 @@ def preset_spec() -> dict:
     return yaml.safe_load(text)
 
 
-def _generate_data(out: str, num_images: int, seed: int, synth: dict) -> str:
-    from ..data.synth import SynthConfig, generate_synthetic_dataset
+def _synth_config(args: argparse.Namespace, preset: dict):
+    from ..data.synth import SynthConfig
+
+    size = int(args.image_size or preset.get("image_size", 256))
+    extra = {}
+    if args.colors:
+        extra["colors"] = tuple(c.strip() for c in args.colors.split(",") if c.strip())
+    if args.shapes:
+        extra["shapes"] = tuple(c.strip() for c in args.shapes.split(",") if c.strip())
+    return SynthConfig(num_train=int(args.num_images or preset.get("num_images", 1000)),
+                       num_val=int(args.num_val or preset.get("num_val", 200)), num_vg=0, seed=args.seed,
+                       width=size, height=size, **extra)
+
+
+def _generate_data(out: str, config) -> str:
+    from ..data.synth import generate_synthetic_dataset
 
     data = os.path.join(out, "data")
-    marker = os.path.join(data, "dataset.json")
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as handle:
-            info = json.load(handle)
-        if info.get("config", {}).get("num_train") == num_images and info.get("config", {}).get("seed") == seed:
-            print(f"[1/5] dataset: reusing {data}")
-            return data
+    fingerprint = os.path.join(data, "quickstart_config.json")
+    wanted = repr(config)
+    if os.path.exists(fingerprint):
+        with open(fingerprint, encoding="utf-8") as handle:
+            if json.load(handle).get("config") == wanted:
+                print(f"[1/5] dataset: reusing {data}")
+                return data
     start = time.time()
-    config = SynthConfig(num_train=num_images, num_val=int(synth.get("num_val", 200)), num_vg=0, seed=seed,
-                         width=int(synth.get("image_size", 256)), height=int(synth.get("image_size", 256)))
     generate_synthetic_dataset(data, config)
-    print(f"[1/5] dataset: {num_images} training + {config.num_val} held-out images in {time.time() - start:.0f} s "
-          f"-> {data}")
+    atomic_write_json(fingerprint, {"config": wanted})
+    print(f"[1/5] dataset: {config.num_train} training + {config.num_val} held-out images in "
+          f"{time.time() - start:.0f} s -> {data}")
     return data
 
 
-def _spec(out: str, data: str, epochs: int | None, seed: int) -> tuple[object, str]:
+def _spec(out: str, data: str, epochs: int | None, seed: int, extra: list[str]) -> tuple[object, str]:
     raw = preset_spec()
     raw.pop("quickstart", None)
     train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
@@ -88,6 +107,8 @@ def _spec(out: str, data: str, epochs: int | None, seed: int) -> tuple[object, s
     if epochs is not None:
         overrides["train.num_epochs"] = int(epochs)
     cfg = load_spec(base=raw, overrides=overrides)
+    if extra:
+        cfg = load_spec(base=spec_to_dict(cfg), overrides=extra)
     path = os.path.join(out, "spec.yaml")
     save_spec(cfg, path)
     return cfg, path
@@ -144,9 +165,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
     preset = preset_spec().get("quickstart", {})
-    num_images = int(args.num_images or preset.get("num_images", 1000))
-    data = _generate_data(out, num_images, args.seed, preset)
-    cfg, spec_path = _spec(out, data, args.epochs, args.seed)
+    data = _generate_data(out, _synth_config(args, preset))
+    cfg, spec_path = _spec(out, data, args.epochs, args.seed, list(args.overrides or []))
     _inference_images(out, data)
 
     print(f"[2/5] training the CPU preset ({cfg.model.backbone}, {cfg.model.text_encoder_type} text encoder, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import lightning.pytorch as pl
 
@@ -34,6 +35,10 @@ def _results_dir(cfg) -> str:
 def _has_val(cfg) -> bool:
     src = cfg.dataset.val_data_sources
     return bool(src.json_file and src.image_dir)
+
+
+# Frozen parts (train.freeze) are kept in eval mode on purpose (engine/module.py).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list | None = None) -> int:
