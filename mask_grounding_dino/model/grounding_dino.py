@@ -187,7 +187,9 @@ class MaskGroundingDINO(nn.Module):
         for proj in projs:
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
             nn.init.zeros_(proj[0].bias)
-        return nn.ModuleList(projs)
+        # Channels-last like the backbones' maps (NHWC convolutions; the transformer then
+        # flattens them to tokens without a copy).
+        return nn.ModuleList(projs).to(memory_format=torch.channels_last)
 
     def _levels_at_strides(self, strides: tuple[int, ...]) -> list[int]:
         missing = [s for s in strides if s not in self.level_strides]
@@ -292,7 +294,7 @@ class MaskGroundingDINO(nn.Module):
         return result
 
     def _memory_maps(self, out: TransformerOutput, levels: list[int]) -> list[Tensor]:
-        """Encoder memory of the given levels as ``[B,C,h,w]`` maps."""
+        """Encoder memory of the given levels as ``[B,C,h,w]`` maps (channels-last views, no copy)."""
         maps = []
         starts = [0]
         for h, w in out.spatial_shapes:
@@ -300,7 +302,7 @@ class MaskGroundingDINO(nn.Module):
         for level in levels:
             h, w = out.spatial_shapes[level]
             flat = out.memory[:, starts[level]:starts[level] + h * w]
-            maps.append(flat.transpose(1, 2).reshape(flat.shape[0], -1, h, w))
+            maps.append(flat.view(flat.shape[0], h, w, -1).permute(0, 3, 1, 2))
         return maps
 
     def _mask_outputs(self, result: GroundingOutputs, out: TransformerOutput, image: ImageFeatures,

@@ -46,7 +46,9 @@ class ContrastiveEmbed(nn.Module):
             self.log_scale = nn.Parameter(torch.tensor([float(scale)]))
         self.bias = nn.Parameter(torch.tensor([BIAS_INIT])) if bias else None
 
-    def forward(self, queries: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+    def forward(self, queries: Tensor, text: Tensor, text_mask: Tensor, pad: bool = True) -> Tensor:
+        """``pad=False`` returns ``[B,Q,T]`` without the ``-inf`` columns up to ``max_text_len``
+        (enough for a max over tokens, and much smaller for the encoder's every-token scores)."""
         logits = queries @ text.transpose(-1, -2)
         if self.scale_mode == "learned":
             logits = logits * self.log_scale.exp()
@@ -55,9 +57,10 @@ class ContrastiveEmbed(nn.Module):
         if self.bias is not None:
             logits = logits + self.bias
         logits = logits.masked_fill(~text_mask[:, None, :], float("-inf"))
-        pad = self.max_text_len - logits.shape[-1]
-        if pad > 0:
-            filler = torch.full((*logits.shape[:-1], pad), float("-inf"), dtype=logits.dtype, device=logits.device)
+        missing = self.max_text_len - logits.shape[-1]
+        if pad and missing > 0:
+            filler = torch.full((*logits.shape[:-1], missing), float("-inf"), dtype=logits.dtype,
+                                device=logits.device)
             logits = torch.cat([logits, filler], dim=-1)
         return logits
 

@@ -150,6 +150,9 @@ class MaskHead(nn.Module):
         for layer in self.controller.layers:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        # NHWC convolutions (faster on CPU); the model passes channels-last memory maps.
+        for conv in (self.lay3, self.lay4, self.jia_dcn, self.lay1, self.lay2):
+            conv.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, model_cfg) -> "MaskHead":

@@ -51,6 +51,11 @@ class TransformerOutput:
     num_prefix: int = 0
 
 
+def _tokens(x: Tensor) -> Tensor:
+    """``[B,C,h,w]`` -> ``[B,h*w,C]``."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
 def valid_ratio(mask: Tensor) -> Tensor:
     """``[B,h,w]`` pad mask -> ``[B,2]`` (x, y) fraction of valid columns / rows."""
     _, h, w = mask.shape
@@ -103,11 +108,12 @@ class Transformer(nn.Module):
         srcs, masks, pos = image.srcs, image.masks, image.pos
         batch = srcs[0].shape[0]
         spatial_shapes_list = [(int(s.shape[-2]), int(s.shape[-1])) for s in srcs]
-        src_flat = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)                 # [B,N,C]
+        # [B,C,h,w] -> [B,h*w,C]: a view for channels-last maps (the backbones' layout).
+        src_flat = torch.cat([_tokens(s) for s in srcs], 1)                                   # [B,N,C]
         mask_flat = torch.cat([m.flatten(1) for m in masks], 1)                               # [B,N]
         pos_flat = []
         for level, p in enumerate(pos):
-            p = p.flatten(2).transpose(1, 2)
+            p = _tokens(p)
             pos_flat.append(p if self.level_embed is None else p + self.level_embed[level].view(1, 1, -1))
         pos_flat = torch.cat(pos_flat, 1)
         spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=src_flat.device)
@@ -123,7 +129,8 @@ class Transformer(nn.Module):
         if self.two_stage_type == "standard":
             out_memory, proposals = encoder_proposals(memory, mask_flat, spatial_shapes_list)
             out_memory = self.enc_output_norm(self.enc_output(out_memory))
-            scores = self.enc_out_class_embed(out_memory, memory_text, text.token_mask).max(-1)[0]
+            # Max over the real tokens: the -inf padding to max_text_len cannot change it.
+            scores = self.enc_out_class_embed(out_memory, memory_text, text.token_mask, pad=False).max(-1)[0]
             boxes_unsig = self.enc_out_bbox_embed(out_memory) + proposals
             sel = select_topk(scores, boxes_unsig, proposals, out_memory, self.num_queries)
             refpoints = sel.boxes_unsig.detach()

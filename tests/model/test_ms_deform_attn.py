@@ -261,8 +261,10 @@ def test_auto_backend_on_cpu_is_gather_and_env_overrides(monkeypatch):
     value = torch.zeros(1, 4, 1, 1)
     monkeypatch.delenv(msda_module.BACKEND_ENV, raising=False)
     assert resolve_backend("auto", value) == "gather"
-    # embedding_bag's backward is slow on CPU: training takes the grid_sample path.
-    assert resolve_backend("auto", value, needs_grad=True) == "grid_sample"
+    # float32/float64 CPU training takes the gather path with its hand-written backward ...
+    assert resolve_backend("auto", value, needs_grad=True) == "gather"
+    # ... other dtypes (no hand-written backward) the grid_sample path.
+    assert resolve_backend("auto", value.half(), needs_grad=True) == "grid_sample"
     assert resolve_backend("grid_sample", value) == "grid_sample"
     monkeypatch.setenv(msda_module.BACKEND_ENV, "grid_sample")
     assert resolve_backend("auto", value) == "grid_sample"

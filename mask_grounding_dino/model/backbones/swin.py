@@ -9,8 +9,6 @@ port instead disables the shift when a stage is no larger than one window).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,12 +60,17 @@ class WindowAttention(nn.Module):
         q, k, v = qkv[0], qkv[1], qkv[2]
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         bias = bias.view(n, n, -1).permute(2, 0, 1)                                # [h,N,N]
-        attn = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + bias[None]
-        if mask is not None:
+        # softmax(q k^T / sqrt(d) + bias + mask) v as one fused kernel; the bias broadcasts over
+        # the windows as an expanded view (no copy), the shift mask is added per window.
+        if mask is None:
+            attn_mask = bias[None].expand(bw, -1, -1, -1)
+        else:
             nw = mask.shape[0]
-            attn = (attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None]).view(bw, self.num_heads, n, n)
-        attn = F.dropout(attn.softmax(dim=-1), p=self.attn_drop, training=self.training)
-        out = torch.matmul(attn, v)
+            attn_mask = bias[None] + mask[:, None]                                 # [nW,h,N,N]
+            if bw != nw:
+                attn_mask = attn_mask[None].expand(bw // nw, -1, -1, -1, -1).reshape(bw, self.num_heads, n, n)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype),
+                                             dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(bw, n, c)))
 
 
@@ -133,7 +136,7 @@ class PatchMerging(nn.Module):
 def shifted_window_mask(h: int, w: int, ws: int, shift: int, device) -> Tensor:
     """Additive mask ``[nW, ws*ws, ws*ws]`` keeping tokens that were not neighbours
     before the cyclic shift from attending to each other (-100, as the original)."""
-    hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+    hp, wp = (h + ws - 1) // ws * ws, (w + ws - 1) // ws * ws
     img = torch.zeros((1, hp, wp, 1), device=device)
     cnt = 0
     for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
@@ -246,7 +249,8 @@ class SwinTransformer(nn.Module):
             out, x, nh, nw = layer(x, h, w)
             if i in self.out_indices:
                 out = getattr(self, f"norm{i}")(out)
-                outs.append(out.view(out.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous())
+                # [B, C, h, w] in channels-last memory: a view, no copy.
+                outs.append(out.view(out.shape[0], h, w, -1).permute(0, 3, 1, 2))
             h, w = nh, nw
         return outs
 

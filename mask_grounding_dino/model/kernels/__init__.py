@@ -5,9 +5,9 @@ sampling_locations [B,Nq,H,L,P,2], attention_weights [B,Nq,H,L,P]) -> [B,Nq,H*D]
 with ``grid_sample``'s semantic (bilinear, zeros padding, align_corners=False):
 
 - ``grid_sample.py``: the reference, one ``F.grid_sample`` per level;
-- ``gather.py``: explicit bilinear taps; ``embedding_bag`` in eager mode (CPU
-  inference: several times faster than the reference; its backward is slower,
-  so training on CPU uses the reference) and ``Gather`` ops for ONNX export;
+- ``gather.py``: explicit bilinear taps; ``embedding_bag`` in eager mode (CPU:
+  several times faster than the reference, with the hand-written backward of
+  ``gather_autograd.py`` for training) and ``Gather`` ops for ONNX export;
 - ``triton_msda.py``: a fused Triton kernel (forward + backward) for GPUs.
 
 ``mask_grounding_dino.model.ms_deform_attn`` picks one (``backend="auto"``).
