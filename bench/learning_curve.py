@@ -4,7 +4,7 @@ On the built-in synthetic dataset (generated here, or ``--data``), for the same 
 training minutes on the same machine, one after the other:
 
 * OURS: the real ``train`` action (Lightning engine, TAO checkpoints and logs) with a spec
-  file (``--spec``; the built-in :data:`DEFAULT_SPEC` when omitted) whose data sources are
+  file (``--spec``; the main job's preset ``presets/quickstart.yaml`` when omitted) whose data sources are
   pointed at the synthetic train split. A callback evaluates the held-out val split every
   ``--eval-every`` training minutes (bbox and segm mAP@50, our COCO evaluator on the model's
   post-processed detections) and stops training when ``--minutes`` are used.
@@ -36,19 +36,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-#: Our run without ``--spec``: the ``cpu_small`` preset at 256 px, batch 8, bert frozen.
-DEFAULT_SPEC = {
-    "model": {"backbone": "resnet_tiny", "hidden_dim": 128, "nheads": 8, "enc_layers": 2, "dec_layers": 2,
-              "dim_feedforward": 512, "num_queries": 100, "text_encoder_type": "minilm", "class_embed_bias": True,
-              "log_scale": "auto", "has_mask": True, "num_region_queries": 20, "dn_number": 5, "num_select": 100},
-    "dataset": {"batch_size": 8, "workers": 1, "has_mask": True,
-                "augmentation": {"scales": [224, 256, 288], "train_random_resize": [256], "train_random_crop_min": 192,
-                                 "train_random_crop_max": 256, "random_resize_max_size": 320,
-                                 "test_random_resize": 256, "fixed_padding": False}},
-    "train": {"freeze": ["bert"], "clip_grad_norm": 0.1, "activation_checkpoint": False, "checkpoint_interval": 1,
-              "optim": {"lr": 4e-4, "lr_backbone": 4e-4, "lr_steps": [1000], "weight_decay": 1e-4}},
-    "wandb": {"enable": False},
-}
+def default_spec() -> dict:
+    """Our run without ``--spec``: the main job's CPU preset (``presets/quickstart.yaml``), as
+    ``mask_grounding_dino quickstart`` trains it."""
+    from mask_grounding_dino.actions.quickstart import preset_spec
+
+    spec = preset_spec()
+    spec.pop("quickstart", None)
+    return spec
+
+
 MAP_KEYS = {"bbox": "[bbox] val_mAP@50", "segm": "[segm] val_mAP@50"}
 
 
@@ -108,7 +105,7 @@ def point(minutes: float, steps: int, images: int, eval_s: float, metrics: dict[
 
 # ----------------------------------------------------------------------------- ours
 def our_spec(args, forced: dict):
-    """``--spec`` (or DEFAULT_SPEC), then ``--override KEY=VALUE`` items, then ``forced`` keys."""
+    """``--spec`` (or the quickstart preset), then ``--override KEY=VALUE`` items, then ``forced`` keys."""
     import yaml
 
     from mask_grounding_dino.config import load_spec
@@ -120,7 +117,7 @@ def our_spec(args, forced: dict):
             raise SystemExit(f"--override {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = yaml.safe_load(value)
     overrides.update(forced)
-    return load_spec(args.spec, overrides=overrides, base=None if args.spec else DEFAULT_SPEC)
+    return load_spec(args.spec, overrides=overrides, base=None if args.spec else default_spec())
 
 
 def run_ours(args) -> dict:
@@ -195,7 +192,7 @@ def run_ours(args) -> dict:
     curve = Curve()
     wall = time.perf_counter()
     train.run(cfg, progress_bar=False, callbacks=[curve])
-    return {"name": "ours", "label": f"ours ({os.path.basename(args.spec) if args.spec else 'DEFAULT_SPEC'})",
+    return {"name": "ours", "label": f"ours ({os.path.basename(args.spec) if args.spec else 'quickstart preset'})",
             "spec": args.spec, "overrides": args.override, "points": curve.points,
             "wall_seconds": time.perf_counter() - wall, "batch_size": int(cfg.dataset.batch_size),
             "lr": float(cfg.train.optim.lr)}
@@ -340,7 +337,7 @@ def worker_command(args, run: str) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", help="our training spec (YAML); default: DEFAULT_SPEC in this file")
+    parser.add_argument("--spec", help="our training spec (YAML); default: the quickstart preset")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="spec override for our run (repeatable), e.g. train.optim.lr=4e-4")
     parser.add_argument("--keep-epochs", action="store_true",
@@ -352,7 +349,7 @@ def main(argv=None) -> int:
     parser.add_argument("--peer-batch", type=int, default=8)
     parser.add_argument("--peer-size", type=int, default=256)
     parser.add_argument("--peer-num-select", type=int, default=100, help="peer detections kept per image")
-    parser.add_argument("--num-train", type=int, default=2000, help="synthetic training images")
+    parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-val", type=int, default=200, help="synthetic held-out images")
     parser.add_argument("--image-size", type=int, default=256, help="synthetic image side")
     parser.add_argument("--seed", type=int, default=0, help="synthetic dataset seed")

@@ -42,7 +42,7 @@ from .config import ExperimentConfig, load_spec
 from .data.captions import build_expression_caption
 from .data.inference_inputs import parse_captions
 from .deploy.detector import Detector, Thresholds
-from .deploy.loading import is_onnx_path, open_backend
+from .deploy.loading import is_onnx_path, open_backend, recorded_spec
 from .deploy.preprocess import ImageInput, ImagePreprocessor, load_rgb
 from .deploy.results_writer import normalise_color_map
 from .errors import UserError
@@ -86,8 +86,10 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, spec=None,
                         **options) -> "Predictor":
         """A model file: a checkpoint (ours, TAO's, the original release, a Hugging Face folder) or an
-        ``.onnx`` file. ``device``: default the first GPU when there is one, else the CPU."""
-        cfg = _as_spec(spec)
+        ``.onnx`` file. ``device``: default the first GPU when there is one, else the CPU.
+        Without ``spec``, a checkpoint written by our trainer supplies the spec it was trained
+        with (its resize, normalisation and inference thresholds); other files use the defaults."""
+        cfg = _as_spec(spec if spec is not None else recorded_spec(path))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,
                                key="checkpoint", text_encoder_type=cfg.model.text_encoder_type)
         return cls._build(backend, cfg, options)

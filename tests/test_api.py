@@ -142,3 +142,22 @@ def test_mistakes_raise_user_errors(predictor, checkpoint, images):
         Predictor.from_checkpoint(checkpoint, conf=0.1)
     with pytest.raises(UserError, match="is not an .onnx file"):
         Predictor.from_onnx(checkpoint)
+
+
+def test_without_a_spec_the_checkpoint_s_own_training_spec_sets_the_resize(tmp_path):
+    # A model trained at 96 px must not be run at TAO's default 960x544 exact resize.
+    from mask_grounding_dino.model.checkpoint import save_checkpoint
+    from mask_grounding_dino.model.presets import build_preset
+
+    trained = {"dataset": {"augmentation": {"test_random_resize": 96, "random_resize_max_size": 128}},
+               "inference": {"input_width": None, "input_height": None, "conf_threshold": 0.25}}
+    path = tmp_path / "with_spec.pth"
+    save_checkpoint(build_preset("tiny"), path, metadata={"spec": trained})
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert predictor.preprocessor.input_size is None
+    assert predictor.preprocessor.resized_size(200, 250) == (96, 120)    # short side to 96, aspect kept
+    assert predictor.detector.thresholds.conf_threshold == 0.25
+    # A checkpoint without a recorded spec keeps TAO's inference defaults (exact 544x960).
+    bare = tmp_path / "bare.pth"
+    save_checkpoint(build_preset("tiny"), bare)
+    assert Predictor.from_checkpoint(bare, device="cpu").preprocessor.input_size == (544, 960)

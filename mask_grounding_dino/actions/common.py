@@ -1,8 +1,10 @@
-"""Small helpers shared by the actions: result folders and printed summaries."""
+"""Small helpers shared by the actions: result folders, the model-and-data set-up of
+evaluate / inference, and printed summaries."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from ..config import save_spec
 
@@ -33,3 +35,36 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     print(f"\n{title}")
     for key, value in rows:
         print(f"  {key.ljust(width)}  {value}")
+
+
+@dataclass
+class ModelRun:
+    """What evaluate and inference both set up: the model file and backend, the results
+    folder (with the resolved spec saved in it), the dataset and its loader, the detector."""
+
+    path: str
+    backend: object
+    results_dir: str
+    dataset: object
+    loader: object
+    thresholds: object
+    detector: object
+
+
+def open_model_run(cfg, action: str, split: str, section) -> ModelRun:
+    """``action``: ``evaluate`` / ``inference``; ``split``: the dataset split it reads (``test`` /
+    ``infer``); ``section``: the spec section holding its thresholds."""
+    from ..data.loaders import build_dataloader, build_dataset
+    from ..deploy.action_model import loader_divisibility, model_path, open_action_model
+    from ..deploy.detector import Detector, Thresholds
+
+    path, _ = model_path(cfg, action)
+    backend = open_action_model(cfg, action)
+    results_dir = action_results_dir(cfg, action)
+    save_resolved_spec(cfg, results_dir, action)
+    tp = backend.text_processor
+    dataset = build_dataset(cfg, split, text_processor=tp)
+    loader = build_dataloader(cfg, split, dataset=dataset, text_processor=tp,
+                              size_divisibility=loader_divisibility(backend))
+    thresholds = Thresholds.from_config(section, cfg.model)
+    return ModelRun(path, backend, results_dir, dataset, loader, thresholds, Detector(backend, thresholds))

@@ -25,13 +25,11 @@ import time
 from tqdm import tqdm
 
 from ..config import require
-from ..data.loaders import build_dataloader, build_dataset
-from ..deploy.action_model import loader_divisibility, model_path, open_action_model
-from ..deploy.detector import Detector, Thresholds
+from ..deploy.detector import Thresholds
 from ..metrics import ReferringEvaluator, detections_to_coco, encode_masks, evaluate_coco, write_coco_results
 from ..metrics.report import safe_name, write_evaluation_report
 from ..utils.atomic import atomic_write_json
-from .common import action_results_dir, print_table, save_resolved_spec
+from .common import open_model_run, print_table
 
 
 class CocoScoring:
@@ -110,18 +108,10 @@ def _header(path: str, backend, source, data_type: str, thresholds: Thresholds, 
 def run(cfg, *, progress_bar: bool = True) -> int:
     source = cfg.dataset.test_data_sources
     require(cfg, "dataset.test_data_sources.json_file", "dataset.test_data_sources.image_dir", action="evaluate")
-    path, _ = model_path(cfg, "evaluate")
     data_type = (source.data_type or "OD").upper()
-    backend = open_action_model(cfg, "evaluate")
-    results_dir = action_results_dir(cfg, "evaluate")
-    save_resolved_spec(cfg, results_dir, "evaluate")
-
-    tp = backend.text_processor
-    dataset = build_dataset(cfg, "test", text_processor=tp)
-    loader = build_dataloader(cfg, "test", dataset=dataset, text_processor=tp,
-                              size_divisibility=loader_divisibility(backend))
-    thresholds = Thresholds.from_config(cfg.evaluate, cfg.model)
-    detector = Detector(backend, thresholds)
+    run_ = open_model_run(cfg, "evaluate", "test", cfg.evaluate)
+    path, backend, results_dir = run_.path, run_.backend, run_.results_dir
+    dataset, loader, thresholds, detector = run_.dataset, run_.loader, run_.thresholds, run_.detector
     if data_type == "OD":
         scoring = CocoScoring(source.json_file, dict(dataset.categories), with_segm=bool(cfg.dataset.has_mask))
     else:

@@ -27,12 +27,9 @@ from collections import Counter
 from tqdm import tqdm
 
 from ..config import is_unset
-from ..data.loaders import build_dataloader, build_dataset
-from ..deploy.action_model import loader_divisibility, model_path, open_action_model
-from ..deploy.detector import Detector, Thresholds
 from ..deploy.results_writer import InferenceWriter, normalise_color_map, safe_relative
 from ..errors import SpecError
-from .common import action_results_dir, print_table, save_resolved_spec
+from .common import open_model_run, print_table
 
 _ARCHIVE = re.compile(r"\.(tar\.gz|tgz|tar)$", re.IGNORECASE)
 
@@ -95,17 +92,9 @@ def output_names(dataset, image_dirs: list[str], nested: bool) -> list[str]:
 def run(cfg, *, progress_bar: bool = True) -> int:
     data_type = check_sources(cfg)
     section, src = cfg.inference, cfg.dataset.infer_data_sources
-    path, _ = model_path(cfg, "inference")
-    backend = open_action_model(cfg, "inference")
-    results_dir = action_results_dir(cfg, "inference")
-    save_resolved_spec(cfg, results_dir, "inference")
-
-    tp = backend.text_processor
-    dataset = build_dataset(cfg, "infer", text_processor=tp)
-    loader = build_dataloader(cfg, "infer", dataset=dataset, text_processor=tp,
-                              size_divisibility=loader_divisibility(backend))
-    thresholds = Thresholds.from_config(section, cfg.model)
-    detector = Detector(backend, thresholds)
+    run_ = open_model_run(cfg, "inference", "infer", section)
+    path, backend, results_dir = run_.path, run_.backend, run_.results_dir
+    dataset, loader, thresholds, detector = run_.dataset, run_.loader, run_.thresholds, run_.detector
     categories = list(dataset.od_caption.phrases) if data_type == "OD" else None
     writer = InferenceWriter(results_dir, categories=categories, color_map=section.color_map,
                              outline_width=section.outline_width)

@@ -7,6 +7,7 @@ checkpoints, automatic resume, validation metrics, logs, plots and a status file
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 
@@ -17,7 +18,7 @@ from ..engine.checkpoints import TaoCheckpoint, find_resume_checkpoint, list_che
 from ..engine.data import eval_loader, train_loader
 from ..engine.history import HistoryCallback
 from ..engine.module import GroundingModule
-from ..engine.progress import ProgressBar, format_seconds
+from ..engine.progress import ProgressBar, ProgressLines, format_seconds
 from ..engine.status import StatusCallback
 from ..engine.trainer import build_trainer
 from .common import print_table, save_resolved_spec
@@ -69,9 +70,13 @@ def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
 
     engine_callbacks = [TaoCheckpoint(results_dir, cfg.train.checkpoint_interval, cfg.train.checkpoint_interval_unit),
                         StatusCallback(results_dir), HistoryCallback(results_dir), *(callbacks or [])]
-    if progress_bar:
+    # A redrawn bar on a terminal; plain lines every ~30 s in logs (one bar line per step otherwise).
+    bar = progress_bar and sys.stderr.isatty()
+    if bar:
         engine_callbacks.append(ProgressBar())
-    trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=progress_bar)
+    elif progress_bar:
+        engine_callbacks.append(ProgressLines())
+    trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=bar)
     start = time.time()
     trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
     if trainer.is_global_zero:

@@ -56,6 +56,10 @@ class OptimConfig:
     lr_decay: float = spec_field(
         0.1, title="Decay factor", valid_min=0.0, valid_max=INF, automl_enabled=True,
         description="Factor the learning rate is multiplied by at each decay.")
+    warmup_steps: int = spec_field(
+        0, title="Warm-up steps", valid_min=0, valid_max=INF,
+        description="Optimiser steps over which every learning rate ramps linearly up to its value "
+                    "(0: no warm-up, as TAO).")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DataError
+from ..utils.atomic import atomic_open
 
 
 def is_url(path: str) -> bool:
@@ -175,27 +176,8 @@ def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
             except OSError as exc:
                 raise access_error(path, exc) from exc
         return
-    target = local_path(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    with atomic_open(local_path(path), "wb" if "b" in mode else "w") as handle:
+        yield handle
 
 
 def write_json(path: str, obj: Any, indent: int | None = None) -> None:

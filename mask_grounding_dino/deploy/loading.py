@@ -19,6 +19,7 @@ from ..errors import CheckpointError, SpecError
 from .backend import TorchBackend
 from .devices import resolve_device
 from .tensorrt import engine_error, is_engine_path
+from ..utils.cpu import flush_denormals
 
 
 def is_onnx_path(path: str | os.PathLike) -> bool:
@@ -37,6 +38,28 @@ def _recorded_config(raw) -> dict | None:
     obj = torch_load(raw.path)
     config = obj.get("model_config") if isinstance(obj, dict) else None
     return dict(config) if isinstance(config, dict) else None
+
+
+def recorded_spec(path: str | os.PathLike) -> dict | None:
+    """The experiment spec our checkpoints keep (Lightning's ``hyper_parameters.spec``, or
+    ``metadata.spec`` in the native format), else None (other formats, ONNX files, folders,
+    unreadable files)."""
+    path = os.fspath(path)
+    if is_onnx_path(path) or not os.path.isfile(path):
+        return None
+    from ..model.checkpoint.io import torch_load
+
+    try:
+        obj = torch_load(path)
+    except Exception:       # not ours to judge here: open_backend reports unreadable files properly
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for holder in (obj.get("hyper_parameters"), obj.get("metadata")):
+        spec = holder.get("spec") if isinstance(holder, dict) else None
+        if isinstance(spec, dict):
+            return dict(spec)
+    return None
 
 
 @dataclass
@@ -91,6 +114,7 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
         raise SpecError(f"{key}: required; give a .pth checkpoint or an .onnx file")
     if is_engine_path(path):
         raise engine_error(path, key)
+    flush_denormals()     # trained weights hold subnormal values that slow CPU math (utils/cpu.py)
     resolved = resolve_device(device, gpu_ids)
     if is_onnx_path(path):
         from .onnx_runner import OnnxBackend

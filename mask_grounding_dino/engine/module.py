@@ -22,6 +22,7 @@ from ..model.postprocess import PostProcessor
 from ..text import TextProcessor
 from ..utils.atomic import atomic_write_json
 from .evaluation import EvalRunner
+from ..utils.cpu import flush_denormals
 from .optim import apply_freeze, build_optimizer, build_scheduler, warmup_factor
 
 TAO_MODEL_NAME = "mask_grounding_dino"
@@ -36,6 +37,7 @@ class GroundingModule(pl.LightningModule):
 
     def __init__(self, spec: dict, eval_data: dict | None = None):
         super().__init__()
+        flush_denormals()     # subnormal weights/gradients slow CPU training 2x (utils/cpu.py)
         self.save_hyperparameters({"spec": spec})
         self.cfg = load_spec(base=spec)
         cfg = self.cfg
@@ -98,7 +100,7 @@ class GroundingModule(pl.LightningModule):
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         """Linear warm-up (``train.optim.warmup_steps``) applied on top of the epoch schedule."""
-        factor = warmup_factor(self.global_step, int(getattr(self.cfg.train.optim, "warmup_steps", 0) or 0))
+        factor = warmup_factor(self.global_step, self.cfg.train.optim.warmup_steps)
         if factor != 1.0:
             scheduled = [g["lr"] for g in optimizer.param_groups]
             for group in optimizer.param_groups:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 
 def format_seconds(seconds: float) -> str:
@@ -12,6 +12,15 @@ def format_seconds(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def time_left(trainer, t0: float | None, step0: int) -> str | None:
+    """Estimated time to the end of training from the steps done since ``t0``."""
+    done = trainer.global_step - step0
+    total = trainer.estimated_stepping_batches
+    if t0 is None or done <= 0 or not total or total == float("inf"):
+        return None
+    return format_seconds((time.time() - t0) / done * max(0, total - trainer.global_step))
 
 
 class ProgressBar(TQDMProgressBar):
@@ -30,9 +39,47 @@ class ProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        done = trainer.global_step - self._step0
-        total = trainer.estimated_stepping_batches
-        if self._t0 is not None and done > 0 and total and total != float("inf"):
-            per_step = (time.time() - self._t0) / done
-            metrics["left"] = format_seconds(per_step * max(0, total - trainer.global_step))
+        left = time_left(trainer, self._t0, self._step0)
+        if left is not None:
+            metrics["left"] = left
         return metrics
+
+
+class ProgressLines(Callback):
+    """Plain progress lines for logs (stderr not a terminal: CI, nohup, job schedulers), where a
+    redrawn bar would write one line per step. Prints about every ``every_s`` seconds and at
+    the end of each epoch: ``epoch 2/8  step 250/800  loss 12.3  lr 5e-04  left 06:10``."""
+
+    def __init__(self, every_s: float = 30.0):
+        self.every_s = every_s
+        self._t0 = None
+        self._step0 = 0
+        self._last = 0.0
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0 = self._last = time.time()
+        self._step0 = trainer.global_step
+
+    def _line(self, trainer) -> str:
+        metrics = trainer.progress_bar_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        total = trainer.estimated_stepping_batches
+        parts.append(f"step {trainer.global_step}/{int(total)}" if total != float("inf")
+                     else f"step {trainer.global_step}")
+        for key in ("train_loss", "lr"):
+            if key in metrics:
+                parts.append(f"{key.replace('train_', '')} {float(metrics[key]):.4g}")
+        left = time_left(trainer, self._t0, self._step0)
+        if left is not None:
+            parts.append(f"left {left}")
+        return "  ".join(parts)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.is_global_zero and time.time() - self._last >= self.every_s:
+            self._last = time.time()
+            print(self._line(trainer), flush=True)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            self._last = time.time()
+            print(self._line(trainer), flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import lightning.pytorch as pl
 import torch
@@ -19,6 +20,18 @@ from ..errors import SpecError
 from .checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
+
+
+class _DropAdvert(logging.Filter):
+    """Lightning prints an advert for its cloud logger at every start; keep logs to what matters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert())
+# Lightning 2.6 on torch 2.14: a deprecation inside Lightning itself, nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 

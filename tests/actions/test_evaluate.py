@@ -14,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from mask_grounding_dino import cli
 from mask_grounding_dino.actions import evaluate
+from mask_grounding_dino.deploy.detector import Detector
 from mask_grounding_dino.metrics.coco import STAT_NAMES
 from mask_grounding_dino.model.chunking import plan_chunks
 from mask_grounding_dino.model.results import Detections
@@ -52,7 +53,7 @@ def _ground_truth_detections(gt: COCO):
 def test_od_ground_truth_as_predictions_scores_ap_1(make_spec, synth_data, tiny_checkpoint, monkeypatch, capsys):
     gt_path = synth_data / "val" / "annotations.json"
     gt = COCO(str(gt_path))
-    monkeypatch.setattr(evaluate.Detector, "detect_batch", _ground_truth_detections(gt))
+    monkeypatch.setattr(Detector, "detect_batch", _ground_truth_detections(gt))
     cfg = _od_spec(make_spec, synth_data, tiny_checkpoint)
     assert evaluate.run(cfg, progress_bar=False) == 0
     out_dir = cfg.evaluate.results_dir or f"{cfg.results_dir}/evaluate"
