@@ -22,6 +22,7 @@ SHORT = ["--num-images", "64", "--num-val", "24", "--image-size", "128", "--colo
          "dataset.augmentation.train_random_resize=[96,112]", "dataset.augmentation.train_random_crop_min=80",
          "dataset.augmentation.train_random_crop_max=112", "dataset.augmentation.random_resize_max_size=128",
          "dataset.augmentation.test_random_resize=128", "train.optim.lr=0.001", "train.optim.lr_backbone=0.001",
+         "train.optim.warmup_steps=10", "train.optim.lr_steps=[9]",
          "train.validation_interval=100", "train.checkpoint_interval=100"]
 
 

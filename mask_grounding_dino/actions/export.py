@@ -72,12 +72,13 @@ def run(cfg) -> int:
     print(result.describe())
     report = check_onnx(model, path, batch_sizes=(1, 2))
     print(report.summary())
-    print(f"max abs difference onnxruntime vs PyTorch: {report.max_abs_diff:.3g} (tolerance {report.atol:g})")
+    print(f"max abs difference onnxruntime vs PyTorch: {report.max_abs_diff:.3g} "
+          f"(tolerance {report.atol:g} + {report.rtol:g} x |value|)")
     if not report.ok:
         print("warning: the ONNX outputs differ from PyTorch beyond the tolerance; check the summary above")
     check_file = os.path.join(results_dir, "export_check.json")
     atomic_write_json(check_file, {
-        "onnx_file": path, "ok": report.ok, "atol": report.atol, "max_abs_diff": report.max_abs_diff,
+        "onnx_file": path, "ok": report.ok, "atol": report.atol, "rtol": report.rtol, "max_abs_diff": report.max_abs_diff,
         "outputs": [{"batch": d.batch, "name": d.name, "shape": list(d.shape), "max_abs_diff": d.max_abs_diff,
                      "nonfinite_match": d.nonfinite_match} for d in report.diffs]})
 

@@ -183,6 +183,24 @@ def test_report_allows_only_the_stated_share_of_moved_queries(tmp_path):
     assert not lenient.ok
 
 
+def test_tolerance_is_relative_for_large_values(tmp_path):
+    """A trained model's mask logits reach ~500: 1e-3 absolute there is float32 rounding
+    (relative 2e-6), while the same 1e-3 on a value of order 1 is a real difference."""
+    from mask_grounding_dino.export.onnx_check import OnnxCheckReport, OutputDiff, _compare
+
+    torch_masks = np.array([[-158.3, 486.8, 0.5]], dtype=np.float32)
+    diff, agree, excess = _compare(torch_masks, torch_masks + np.float32([[1.1e-3, 0.0, 0.0]]), rtol=1e-4)
+    assert agree and diff == pytest.approx(1.1e-3, rel=0.05) and excess < 1e-3     # 1.1e-3 - 1.6e-2 < 0
+    small = np.array([[0.5, 2.0]], dtype=np.float32)
+    _, _, small_excess = _compare(small, small + np.float32([[2e-3, 0.0]]), rtol=1e-4)
+    assert small_excess > 1e-3                                                       # 2e-3 - 5e-5
+    report = OnnxCheckReport(tmp_path, atol=1e-3, rtol=1e-4,
+                             diffs=[OutputDiff(1, "pred_masks", (1, 3), diff, agree, excess=excess)])
+    assert report.ok and "0.001 + 0.0001 x |value|" in report.summary()
+    report.diffs.append(OutputDiff(1, "pred_logits", (1, 2), 2e-3, True, excess=small_excess))
+    assert not report.ok
+
+
 class Untraceable(TinyGrounding):
     def forward(self, *inputs):
         if torch.jit.is_tracing():
