@@ -8,12 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import DropPath
+from .tracing import capturing_graph
 
-
-def _exporting() -> bool:
-    """True while tracing or exporting (data-dependent shortcuts must not enter the graph)."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_exporting()
-                or torch.compiler.is_compiling())
 
 #: Attention logits are clamped to +-50000 so half precision cannot overflow (as the original).
 _CLAMP = 50000.0
@@ -98,7 +94,7 @@ class BiMultiHeadAttention(nn.Module):
         """
         batch, num_v, width = logits.shape
         num_l = width // heads
-        if not _exporting():
+        if not capturing_graph():
             low, high = torch.aminmax(logits)
             inactive = bool(low - high >= -_CLAMP)          # False for NaN: take the general path
         else:

@@ -39,6 +39,7 @@ from .kernels import gather as _gather
 from .kernels import gather_autograd as _fast
 from .kernels import triton_msda as _triton
 from .kernels.grid_sample import ms_deform_attn_grid_sample
+from .tracing import exporting
 
 Backend = Literal["auto", "gather", "grid_sample", "triton"]
 BACKENDS = ("auto", "gather", "grid_sample", "triton")
@@ -66,18 +67,12 @@ def export_backend(name: str):
         _export_choice = previous
 
 
-def _exporting() -> bool:
-    """True while tracing or exporting: the graph gets ``_export_choice``'s formulation."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-                or torch.compiler.is_exporting())
-
-
 def resolve_backend(backend: str, value: Tensor, needs_grad: bool = False) -> str:
     """The concrete backend ``ms_deform_attn`` will use for ``value`` (and gradients or not)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown deformable-attention backend {backend!r}; "
                          f"choose one of {', '.join(BACKENDS)}")
-    if _exporting():
+    if exporting():
         return _export_choice if backend in ("auto", "triton") else backend
     if backend == "auto":
         forced = os.environ.get(BACKEND_ENV, "").strip()
@@ -136,12 +131,12 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor | Sequence[Sequence[int
                           RuntimeWarning, stacklevel=2)
             chosen = "grid_sample" if needs_grad else "gather"
     shapes = _gather.as_shape_list(spatial_shapes)
-    if not _exporting() and sum(h * w for h, w in shapes) != value.shape[1]:
+    if not exporting() and sum(h * w for h, w in shapes) != value.shape[1]:
         raise ValueError(f"value has {value.shape[1]} positions but spatial_shapes {shapes} "
                          f"add up to {sum(h * w for h, w in shapes)}")
     if chosen == "grid_sample":
         return ms_deform_attn_grid_sample(value, shapes, sampling_locations, attention_weights)
-    reduce = "index_select" if _exporting() else "embedding_bag"
+    reduce = "index_select" if exporting() else "embedding_bag"
     return _gather.ms_deform_attn_gather(value, shapes, sampling_locations, attention_weights,
                                          reduce=reduce)
 
@@ -152,7 +147,7 @@ def _softmax_last(x: Tensor) -> Tensor:
     CPU softmax vectorises along the reduced axis, so rows of 12 values run nearly scalar:
     the softmax of the transpose over its first axis (vectorised across rows) is ~5x faster
     forward and backward, copies included. Exported graphs keep the plain form."""
-    if _exporting() or x.device.type != "cpu":
+    if exporting() or x.device.type != "cpu":
         return x.softmax(-1)
     n = x.shape[-1]
     return x.reshape(-1, n).t().contiguous().softmax(0).t().reshape(x.shape)

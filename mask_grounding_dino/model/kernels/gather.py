@@ -34,18 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..tracing import capturing_graph
 from . import gather_autograd as _fast
 
 Reduce = Literal["embedding_bag", "index_select"]
 
 #: Zero border of each level's map in the table: before, after (see module docstring).
 PAD_BEFORE, PAD_AFTER = 1, 2
-
-
-def _tracing() -> bool:
-    """True while tracing or exporting (the graph needs plain, exportable ops)."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_exporting()
-                or torch.compiler.is_compiling())
 
 
 def level_start_index_of(spatial_shapes: Tensor) -> Tensor:
@@ -163,7 +158,8 @@ def ms_deform_attn_gather(value: Tensor, spatial_shapes: Tensor | Sequence[Seque
     batch, _, heads, dim = value.shape
     queries = sampling_locations.shape[1]
     shapes = as_shape_list(spatial_shapes)
-    if reduce == "embedding_bag" and not _tracing() and _fast.supports(value, sampling_locations, attention_weights):
+    eager = reduce == "embedding_bag" and not capturing_graph()
+    if eager and _fast.supports(value, sampling_locations, attention_weights):
         # Eager CPU: the same taps with fewer memory passes, and a hand-written backward.
         return _fast.gather_sample(value, shapes, sampling_locations, attention_weights)
     table = padded_value_table(value, shapes)
