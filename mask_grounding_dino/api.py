@@ -42,10 +42,12 @@ from .config import ExperimentConfig, load_spec
 from .data.captions import build_expression_caption
 from .data.inference_inputs import parse_captions
 from .deploy.detector import Detector, Thresholds
-from .deploy.loading import is_onnx_path, open_backend, recorded_spec
+from .deploy.loading import is_onnx_path, open_backend
 from .deploy.preprocess import ImageInput, ImagePreprocessor, load_rgb
 from .deploy.results_writer import normalise_color_map
+from .deploy.tensorrt import is_engine_path
 from .errors import UserError
+from .model.checkpoint import read_checkpoint
 from .model.results import Detections
 from .writers import draw_detections
 
@@ -89,9 +91,12 @@ class Predictor:
         ``.onnx`` file. ``device``: default the first GPU when there is one, else the CPU.
         Without ``spec``, a checkpoint written by our trainer supplies the spec it was trained
         with (its resize, normalisation and inference thresholds); other files use the defaults."""
-        cfg = _as_spec(spec if spec is not None else recorded_spec(path))
+        raw = None
+        if spec is None and not (is_onnx_path(path) or is_engine_path(path)) and os.path.exists(path):
+            raw = read_checkpoint(path)          # read once: its spec here, its weights in open_backend
+        cfg = _as_spec(spec if spec is not None else (raw.metadata.get("spec") if raw is not None else None))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,
-                               key="checkpoint", text_encoder_type=cfg.model.text_encoder_type)
+                               key="checkpoint", text_encoder_type=cfg.model.text_encoder_type, raw=raw)
         return cls._build(backend, cfg, options)
 
     @classmethod

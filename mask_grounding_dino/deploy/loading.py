@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CheckpointError, SpecError
+from ..utils.cpu import flush_denormals
 from .backend import TorchBackend
 from .devices import resolve_device
 from .tensorrt import engine_error, is_engine_path
-from ..utils.cpu import flush_denormals
 
 
 def is_onnx_path(path: str | os.PathLike) -> bool:
@@ -27,39 +27,9 @@ def is_onnx_path(path: str | os.PathLike) -> bool:
 
 
 def _recorded_config(raw) -> dict | None:
-    """Constructor arguments a checkpoint records. Our Lightning training checkpoints keep them
-    beside the TAO-style state dict (``model_config``), which the generic reader does not return."""
-    if raw.model_config is not None:
-        return dict(raw.model_config)
-    if raw.format != "tao" or os.path.isdir(raw.path):
-        return None
-    from ..model.checkpoint.io import torch_load
-
-    obj = torch_load(raw.path)
-    config = obj.get("model_config") if isinstance(obj, dict) else None
-    return dict(config) if isinstance(config, dict) else None
-
-
-def recorded_spec(path: str | os.PathLike) -> dict | None:
-    """The experiment spec our checkpoints keep (Lightning's ``hyper_parameters.spec``, or
-    ``metadata.spec`` in the native format), else None (other formats, ONNX files, folders,
-    unreadable files)."""
-    path = os.fspath(path)
-    if is_onnx_path(path) or not os.path.isfile(path):
-        return None
-    from ..model.checkpoint.io import torch_load
-
-    try:
-        obj = torch_load(path)
-    except Exception:       # not ours to judge here: open_backend reports unreadable files properly
-        return None
-    if not isinstance(obj, dict):
-        return None
-    for holder in (obj.get("hyper_parameters"), obj.get("metadata")):
-        spec = holder.get("spec") if isinstance(holder, dict) else None
-        if isinstance(spec, dict):
-            return dict(spec)
-    return None
+    """Constructor arguments a checkpoint records (ours; our Lightning training checkpoints keep
+    ``model_config`` beside the TAO-style state dict, which ``read_checkpoint`` picks up)."""
+    return dict(raw.model_config) if raw.model_config is not None else None
 
 
 @dataclass
@@ -69,13 +39,16 @@ class LoadedModel:
     architecture_from: str      # "checkpoint" | "spec"
 
 
-def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = "checkpoint") -> LoadedModel:
+def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = "checkpoint",
+                     raw=None) -> LoadedModel:
     """Build the network for ``path`` and load its weights (CPU).
 
     Args:
         model_section: the spec's ``model`` section (a ``ModelConfig`` or dict), used when the
             checkpoint does not record its architecture.
         key: the spec key that named ``path`` (for messages).
+        raw: ``path`` already read with ``read_checkpoint`` (so a caller that looked at it first,
+            e.g. for its spec, does not read the file twice).
     """
     from ..model.checkpoint import load_checkpoint, read_checkpoint
     from ..model.grounding_dino import MaskGroundingDINO
@@ -83,7 +56,7 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{key}: checkpoint '{path}' does not exist")
-    raw = read_checkpoint(path)
+    raw = raw if raw is not None else read_checkpoint(path)
     config = _recorded_config(raw)
     if config is not None:
         config["load_text_weights"] = False       # the checkpoint holds the text encoder's weights
@@ -103,8 +76,9 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
 
 
 def open_backend(path: str | os.PathLike, *, model_section=None, device: str | torch.device | None = None,
-                 gpu_ids=None, key: str = "checkpoint", text_encoder_type: str | None = None):
+                 gpu_ids=None, key: str = "checkpoint", text_encoder_type: str | None = None, raw=None):
     """A backend running ``path`` on ``device`` (default: first of ``gpu_ids`` when CUDA is there, else CPU).
+    ``raw``: a checkpoint file already read (see :func:`load_torch_model`).
 
     Raises :class:`SpecError` for an empty path, :class:`CheckpointError` for a missing or
     unreadable file, ``TensorRTUnavailable`` for an engine.
@@ -122,5 +96,5 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
         if not os.path.isfile(path):
             raise CheckpointError(f"{key}: ONNX file '{path}' does not exist")
         return OnnxBackend(path, device=resolved, text_encoder_type=text_encoder_type)
-    loaded = load_torch_model(path, model_section, key=key)
+    loaded = load_torch_model(path, model_section, key=key, raw=raw)
     return TorchBackend(loaded.model, device=resolved, source=path)

@@ -38,6 +38,21 @@ def test_lightning_training_checkpoint_brings_its_architecture(tiny_model, tmp_p
     assert _same_weights(loaded.model, tiny_model)
 
 
+def test_lightning_training_checkpoint_brings_its_spec(tiny_model, tmp_path):
+    """The Predictor reads a training checkpoint's spec (its resize, thresholds) from the same read."""
+    from mask_grounding_dino.model.checkpoint import read_checkpoint
+
+    path = tmp_path / "model_epoch_000_step_00001.pth"
+    spec = {"dataset": {"augmentation": {"test_random_resize": 96}}}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in tiny_model.state_dict().items()},
+                "tao_model": "mask_grounding_dino", "model_config": dict(tiny_model.build_config),
+                "hyper_parameters": {"spec": spec}}, path)
+    raw = read_checkpoint(path)
+    assert raw.metadata["spec"] == spec
+    loaded = load_torch_model(path, raw=raw)
+    assert loaded.architecture_from == "checkpoint" and _same_weights(loaded.model, tiny_model)
+
+
 def test_tao_checkpoint_without_architecture_needs_the_spec(tiny_model, tmp_path):
     path = tmp_path / "tao.pth"
     torch.save({"state_dict": {f"model.model.{k}": v for k, v in tiny_model.state_dict().items()},

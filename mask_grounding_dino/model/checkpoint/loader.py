@@ -46,17 +46,23 @@ def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
     if is_native(obj):
         return RawCheckpoint(path, "native", obj["state_dict"], obj.get("model_config"), obj.get("metadata"))
     if isinstance(obj, dict) and "tao_model" in obj and _tensor_dict(obj.get("state_dict")):
-        # TAO's layout; our own Lightning training checkpoints use it too and add ``model_config``.
+        # TAO's layout; our own Lightning training checkpoints use it too and add ``model_config``
+        # and the training spec (``hyper_parameters.spec``), kept as ``metadata["spec"]``.
         config = obj.get("model_config")
+        metadata = {"tao_model": obj["tao_model"]}
+        hparams = obj.get("hyper_parameters")
+        if isinstance(hparams, dict) and isinstance(hparams.get("spec"), dict):
+            metadata["spec"] = hparams["spec"]
         return RawCheckpoint(path, "tao", obj["state_dict"], model_config=config if isinstance(config, dict) else None,
-                             metadata={"tao_model": obj["tao_model"]})
+                             metadata=metadata)
     if isinstance(obj, dict) and _tensor_dict(obj.get("model")):
         return RawCheckpoint(path, "official", obj["model"])
     if isinstance(obj, dict) and _tensor_dict(obj.get("state_dict")):
         keys = list(obj["state_dict"])
         fmt = "tao" if any(k.startswith(("model.model.", "model.backbone.", "model.transformer.")) for k in keys) \
             else "state_dict"
-        return RawCheckpoint(path, fmt, obj["state_dict"])
+        config = obj.get("model_config") if fmt == "tao" else None
+        return RawCheckpoint(path, fmt, obj["state_dict"], model_config=config if isinstance(config, dict) else None)
     if _tensor_dict(obj):
         keys = list(obj)
         fmt = "tao" if any(k.startswith("model.model.") for k in keys) else "official"
