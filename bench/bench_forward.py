@@ -37,7 +37,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import defaultdict
+
+from hook_timer import HookTimer   # bench/ is the script folder, first on sys.path
 
 CAPTION = "a cat . a remote control . a sofa . a person ."
 
@@ -134,54 +135,21 @@ def build(impl: str, case: dict):
 
 
 # ----------------------------------------------------------------------------- worker
-class ComponentTimer:
+def component_timer(model, impl: str, clock=time.perf_counter) -> HookTimer:
     """Inclusive time (``clock``) of the modules whose names match each component's pattern."""
-
-    def __init__(self, model, impl: str, clock=time.perf_counter):
-        self.clock = clock
-        self.totals = defaultdict(float)
-        self.counts = defaultdict(int)
-        patterns = [(label, re.compile(p)) for label, p in COMPONENTS[impl]
-                    if p is not None and not p.startswith("method:")]
-        patterns.append(("_deformable_layer", re.compile(DEFORMABLE_LAYER[impl])))
-        # Modules called through methods other than forward (e.g. the mask head's
-        # features/predict): "method:<module name>:<method>,<method>".
-        for label, p in COMPONENTS[impl]:
-            if p is not None and p.startswith("method:"):
-                _, name, methods = p.split(":")
-                module = model.get_submodule(name) if hasattr(model, name) and getattr(model, name) else None
-                for method in (methods.split(",") if module is not None else []):
-                    setattr(module, method, self._timed(label, getattr(module, method)))
-        for name, module in model.named_modules():
-            for label, pattern in patterns:
-                if pattern.match(name):
-                    module.register_forward_pre_hook(self._start(label, module))
-                    module.register_forward_hook(self._stop(label, module))
-
-    def _start(self, label, module):
-        def hook(*_):
-            module._bench_t0 = self.clock()
-        return hook
-
-    def _stop(self, label, module):
-        def hook(*_):
-            self.totals[label] += self.clock() - module._bench_t0
-            self.counts[label] += 1
-        return hook
-
-    def _timed(self, label, fn):
-        def wrapper(*args, **kwargs):
-            t0 = self.clock()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.totals[label] += self.clock() - t0
-                self.counts[label] += 1
-        return wrapper
-
-    def reset(self):
-        self.totals.clear()
-        self.counts.clear()
+    patterns = [(label, re.compile(p)) for label, p in COMPONENTS[impl]
+                if p is not None and not p.startswith("method:")]
+    patterns.append(("_deformable_layer", re.compile(DEFORMABLE_LAYER[impl])))
+    timer = HookTimer(model, patterns, clock)
+    # Modules called through methods other than forward (e.g. the mask head's
+    # features/predict): "method:<module name>:<method>,<method>".
+    for label, p in COMPONENTS[impl]:
+        if p is not None and p.startswith("method:"):
+            _, name, methods = p.split(":")
+            module = model.get_submodule(name) if hasattr(model, name) and getattr(model, name) else None
+            for method in (methods.split(",") if module is not None else []):
+                setattr(module, method, timer.timed(label, getattr(module, method)))
+    return timer
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -197,7 +165,7 @@ def worker(case_name: str, impl: str, runs: int, threads: int, profile: bool, cl
     started = time.perf_counter()
     model, call = build(impl, case)
     build_s = time.perf_counter() - started
-    timer = ComponentTimer(model, impl, CLOCKS[clock]) if profile else None
+    timer = component_timer(model, impl, CLOCKS[clock]) if profile else None
     times, cpu_times = [], []
     with torch.inference_mode():
         call()                                      # warm-up (allocations, lazy inits)

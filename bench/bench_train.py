@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -39,6 +40,8 @@ from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from hook_timer import HookTimer  # noqa: E402  (bench/ is on sys.path from here)
 
 CASES = {
     "peer_det": dict(impl="peer", masks=False, cache=False),
@@ -212,7 +215,8 @@ def profile(side, batches, args, steps: int = 3) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    timer = ComponentTimer(side.model, "peer" if isinstance(side, PeerStep) else "ours")
+    impl = "peer" if isinstance(side, PeerStep) else "ours"
+    timer = HookTimer(side.model, [(label, re.compile(p)) for label, p in COMPONENTS[impl]])
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(steps):
             train_step(side, batches[i % len(batches)])
@@ -222,7 +226,6 @@ def profile(side, batches, args, steps: int = 3) -> dict:
         rows.append((event.key, event.self_cpu_time_total / 1e6 / steps, 100 * event.self_cpu_time_total / total,
                      event.count // steps))
     timer.remove()
-    impl = "peer" if isinstance(side, PeerStep) else "ours"
     return {"ops": rows, "components": {label: timer.totals.get(label, 0.0) / steps for label, _ in COMPONENTS[impl]}}
 
 
@@ -242,36 +245,6 @@ COMPONENTS = {
              ("  text enhancer", r"^model\.encoder\.layers\.\d+\.text_enhancer_layer$"),
              ("decoder", r"^model\.decoder$"), ("total (incl. the peer's loss)", r"^$")],
 }
-
-
-class ComponentTimer:
-    """Inclusive forward seconds per component (forward hooks on the matching modules)."""
-
-    def __init__(self, model, impl: str):
-        import re
-
-        self.totals: dict[str, float] = defaultdict(float)
-        self.handles = []
-        patterns = [(label, re.compile(p)) for label, p in COMPONENTS[impl]]
-        for name, module in model.named_modules():
-            for label, pattern in patterns:
-                if pattern.match(name):
-                    self.handles.append(module.register_forward_pre_hook(self._start(module)))
-                    self.handles.append(module.register_forward_hook(self._stop(label, module)))
-
-    def _start(self, module):
-        def hook(*_):
-            module._bench_t0 = time.perf_counter()
-        return hook
-
-    def _stop(self, label, module):
-        def hook(*_):
-            self.totals[label] += time.perf_counter() - module._bench_t0
-        return hook
-
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
 
 
 # ----------------------------------------------------------------------------- driver

@@ -21,8 +21,8 @@ from ..model.criterion import SetCriterion
 from ..model.postprocess import PostProcessor
 from ..text import TextProcessor
 from ..utils.atomic import atomic_write_json
-from .evaluation import EvalRunner
 from ..utils.cpu import flush_denormals
+from .evaluation import EvalRunner
 from .optim import apply_freeze, build_optimizer, build_scheduler, warmup_factor
 
 TAO_MODEL_NAME = "mask_grounding_dino"
