@@ -4,7 +4,7 @@ Shared by ``bench_train.py`` (training throughput) and ``learning_curve.py`` (mA
 training minutes). Everything is built offline with random weights, except the text encoder,
 which gets the bundled all-MiniLM-L6-v2 weights as ours does (``text_encoder_type: minilm``).
 
-* :func:`small_peer_config`: the small configuration of ENVIRONMENT.md (width 128, 2+2 layers,
+* :func:`small_peer_config`: the small configuration used for the peer's CPU figures (width 128, 2+2 layers,
   100 queries, MiniLM text) with a ResNet backbone shaped like our ``resnet_tiny`` (stem 16,
   one basic block per stage, widths 16-32-64-128, stages 2-4 + one extra level). transformers
   freezes the BatchNorm, the stem and the first stage of any ResNet backbone (a choice made for

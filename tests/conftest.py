@@ -14,19 +14,19 @@ import pathlib  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-#: The TAO reference files live beside the project, never inside it.
-SHARED = REPO_ROOT.parent / "shared"
-TAO_SKILL = SHARED / "reference" / "tao-skill-bank" / "models" / "tao-train-mask-grounding-dino"
+#: TAO's packaged files, copied byte for byte into the repository (see tests/fixtures/tao/README.md).
+TAO_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "tao"
+TAO_SKILL_BANK = TAO_FIXTURES / "tao-skill-bank"
+TAO_SKILL = TAO_SKILL_BANK / "models" / "tao-train-mask-grounding-dino"
 
 
 @pytest.fixture(scope="session")
 def tao_skill_dir() -> pathlib.Path:
-    """Folder of TAO's packaged Mask Grounding DINO skill (schemas, templates).
-
-    Fails (does not skip) when ../shared is missing: the compatibility tests are
-    part of the contract.
-    """
-    if not TAO_SKILL.is_dir():
-        pytest.fail(f"TAO reference files not found at {TAO_SKILL}: the compatibility tests read "
-                    "them from ../shared/reference (checkout layout: <root>/main and <root>/shared)")
+    """Folder of TAO's packaged Mask Grounding DINO skill (schemas, templates)."""
     return TAO_SKILL
+
+
+@pytest.fixture(scope="session")
+def tao_fixtures_dir() -> pathlib.Path:
+    """``tests/fixtures/tao``: the copied skill bank and its SHA256SUMS."""
+    return TAO_FIXTURES

@@ -1,6 +1,8 @@
 """Compare our generated schemas and our loader with TAO's packaged files.
 
-Run ``python -m mask_grounding_dino.config.compat [TAO_SKILL_DIR]`` for a report with
+Run ``python -m mask_grounding_dino.config.compat TAO_SKILL_DIR`` (a folder holding TAO's
+``schemas/`` and ``references/``, e.g. the repository's copy in
+``tests/fixtures/tao/tao-skill-bank/models/tao-train-mask-grounding-dino``) for a report with
 counts; ``tests/config/test_compat.py`` asserts the same things. What is compared:
 
 - every key path of each TAO ``schemas/<action>.schema.json`` (sections and keys; list
@@ -34,9 +36,6 @@ from .schema import build_schema
 COMPARED_ATTRIBUTES = ("type", "default", "minimum", "maximum", "enum", "math_cond", "depends_on", "parent_param",
                        "popular", "automl_enabled", "pattern", "required")
 DEVIATIONS_FILE = pathlib.Path(__file__).with_name("deviations.yaml")
-#: Where the TAO reference lives in the project checkout layout (<root>/main, <root>/shared).
-DEFAULT_TAO_SKILL_DIR = (pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference" / "tao-skill-bank"
-                         / "models" / "tao-train-mask-grounding-dino")
 
 
 def load_deviations(path: pathlib.Path = DEVIATIONS_FILE) -> dict:
@@ -187,7 +186,11 @@ def format_report(comparisons: list[SchemaComparison], templates: dict[str, list
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    skill_dir = pathlib.Path(argv[0]) if argv else DEFAULT_TAO_SKILL_DIR
+    if len(argv) != 1:
+        print("usage: python -m mask_grounding_dino.config.compat TAO_SKILL_DIR  (the folder of TAO's "
+              "tao-train-mask-grounding-dino skill, holding schemas/ and references/)", file=sys.stderr)
+        return 2
+    skill_dir = pathlib.Path(argv[0])
     if not (skill_dir / "schemas").is_dir():
         print(f"error: no TAO skill folder at {skill_dir} (give the tao-train-mask-grounding-dino folder)",
               file=sys.stderr)

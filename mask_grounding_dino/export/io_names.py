@@ -1,6 +1,6 @@
 """TAO's ONNX interface: input/output names, their order, and example inputs.
 
-Inputs (TAO_REFERENCE.md section 7), B dynamic or fixed, T = the model's ``max_text_len`` (256):
+Inputs, in TAO's export order, B dynamic or fixed, T = the model's ``max_text_len`` (256):
 
     inputs           [B, 3, H, W] float32, normalised image
     input_ids        [B, T] int64

@@ -1,6 +1,6 @@
 """What the model returns: one typed container for training and evaluation.
 
-Eval-mode tensors carry TAO's names and shapes (TAO_REFERENCE.md section 2):
+Eval-mode tensors carry the names and shapes of TAO's model outputs (and of its ONNX export):
 
     pred_logits        [B, Q, max_text_len]  token logits, -inf at padded/absent tokens
     pred_boxes         [B, Q, 4]             cx, cy, w, h in [0, 1] of the *unpadded* image

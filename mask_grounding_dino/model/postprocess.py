@@ -1,4 +1,4 @@
-"""Model outputs -> per-image :class:`Detections`, as TAO's post-processing (section 5).
+"""Model outputs -> per-image :class:`Detections`, as TAO's post-processing does it.
 
 Steps, batched over images where the tensors allow it:
 

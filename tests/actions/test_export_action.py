@@ -29,7 +29,8 @@ def test_export_writes_checked_onnx_and_deepstream_config(make_spec, tiny_checkp
     assert image[0].dim_param == "batch_size" and [d.dim_value for d in image[1:]] == [3, 96, 128]
 
     check = json.load(open(f"{out}/export_check.json"))
-    # fp32 onnxruntime vs PyTorch on the same inputs, batches 1 and 2: the brief's tolerance.
+    # fp32 onnxruntime vs PyTorch on the same inputs, batches 1 and 2: 1e-3 bounds float32 rounding
+    # through ~20 layers (observed ~1e-4); a wrong op or input order gives differences > 1e-1.
     assert check["ok"] and check["max_abs_diff"] <= 1e-3
     assert {(o["batch"], o["name"]) for o in check["outputs"]} == {(b, n) for b in (1, 2) for n in TAO_OUTPUTS}
     assert f"max abs difference onnxruntime vs PyTorch: {check['max_abs_diff']:.3g}" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Compatibility with TAO's packaged files (read from ../shared at test time).
+"""Compatibility with TAO's packaged files (the copy in tests/fixtures/tao).
 
 What "the same" means is in mask_grounding_dino/config/compat.py: every TAO key path with
 equal type/default/bounds/enum/annotations, except what deviations.yaml lists.
@@ -25,7 +25,7 @@ def tao_schema(skill_dir, action):
 def test_every_tao_key_exists_with_same_type_and_default(tao_skill_dir, action):
     result = compare_schema(action, tao_schema(tao_skill_dir, action))
     report = format_report([result], {})
-    print(report)  # counts for the lead: pytest -s tests/config/test_compat.py
+    print(report)  # the counts: pytest -s tests/config/test_compat.py
     assert result.ok, report
     assert result.compared > 130 and result.matching + len(result.deviating) == result.compared, report
 

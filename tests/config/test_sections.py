@@ -13,7 +13,7 @@ from mask_grounding_dino.config.model import TAO_BACKBONES
 
 def test_defaults_follow_tao_reference():
     cfg = ExperimentConfig()
-    # Values quoted from TAO_REFERENCE.md section 3 (a sample from every section).
+    # TAO's defaults (its config dataclasses and packaged schemas), a sample from every section.
     assert (cfg.model.backbone, cfg.model.num_queries, cfg.model.hidden_dim, cfg.model.enc_layers) == \
         ("swin_tiny_224_1k", 900, 256, 6)
     assert cfg.model.loss_types == ["labels", "boxes", "masks"] and cfg.model.num_region_queries == 100

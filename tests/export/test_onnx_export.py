@@ -314,6 +314,6 @@ def test_small_model_exports_and_matches_onnxruntime(tmp_path, small_model, inpu
     assert declared["pred_masks"] == [BATCH_AXIS, 20, 1, h // 4, w // 4]
     assert declared["union_mask_logits"] == [BATCH_AXIS, 2, h // 8, w // 8]
     report = check_onnx(small_model, result.path, batch_sizes=(1, 2))
-    # 1e-3 (the brief's bound): float32 through ~20 layers; observed ~1e-4 at most.
+    # 1e-3: float32 rounding through ~20 layers, observed ~1e-4 at most.
     assert report.ok, report.summary()
     assert report.max_abs_diff < 1e-3
