@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 from .config import ExperimentConfig, load_spec
+from .data import fileio
 from .data.captions import build_expression_caption
 from .data.inference_inputs import parse_captions
 from .deploy.detector import Detector, Thresholds
@@ -92,7 +93,7 @@ class Predictor:
         Without ``spec``, a checkpoint written by our trainer supplies the spec it was trained
         with (its resize, normalisation and inference thresholds); other files use the defaults."""
         raw = None
-        if spec is None and not (is_onnx_path(path) or is_engine_path(path)) and os.path.exists(path):
+        if spec is None and not (is_onnx_path(path) or is_engine_path(path)) and fileio.exists(os.fspath(path)):
             raw = read_checkpoint(path)          # read once: its spec here, its weights in open_backend
         cfg = _as_spec(spec if spec is not None else (raw.metadata.get("spec") if raw is not None else None))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,

@@ -113,7 +113,46 @@ def _input_size_pairs(cfg: Any, problems: Problems) -> None:
                                      f"(got {sub.input_width} x {sub.input_height})")
 
 
-CROSS_CHECKS = [_tensorrt_profile, _input_size_pairs]
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value and not value.startswith("file://")
+
+
+def _results_dirs(section: Any, path: Path = ()):
+    """``(path, value)`` of every ``results_dir`` key (top level and each action's)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _results_dirs(value, path + (f.name,))
+        elif f.name == "results_dir":
+            yield path + (f.name,), value
+
+
+#: Keys naming a local location, and why a URL cannot be one (what to do instead).
+_LOCAL_ONLY = {
+    ("export", "onnx_file"): "the ONNX file is written locally; give a local path, then copy it (e.g. "
+                             "aws s3 cp <file> {url})",
+    ("model", "text_encoder_type"): "the text encoder is loaded from a local folder or a Hugging Face hub id; "
+                                    "copy the folder first (e.g. aws s3 sync {url} <folder>)",
+    ("train", "resume_training_checkpoint_path"): "training resumes from a local checkpoint; copy it first "
+                                                  "(e.g. aws s3 cp {url} <file>); to start from its "
+                                                  "weights only, train.pretrained_model_path may be a URL",
+}
+
+
+def _local_locations(cfg: Any, problems: Problems) -> None:
+    """Results and other written or folder-loaded locations must be local: the data sources and
+    checkpoints a spec reads may be URLs (``s3://``), what a run writes goes to a local folder."""
+    for path, value in _results_dirs(cfg):
+        if _is_url(value):
+            problems.add(path, f"{value!r} is a URL; results are written to a local folder only: give a local "
+                               f"path, then copy the folder (e.g. aws s3 sync <folder> {value})")
+    for path, why in _LOCAL_ONLY.items():
+        value = get_value(cfg, ".".join(path))
+        if _is_url(value):
+            problems.add(path, f"{value!r} is a URL; " + why.format(url=value))
+
+
+CROSS_CHECKS = [_tensorrt_profile, _input_size_pairs, _local_locations]
 
 
 def is_unset(value: Any) -> bool:

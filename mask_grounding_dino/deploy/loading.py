@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data import fileio
 from ..errors import CheckpointError, SpecError
 from ..utils.cpu import flush_denormals
 from .backend import TorchBackend
@@ -54,8 +55,8 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
     from ..model.grounding_dino import MaskGroundingDINO
 
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{key}: checkpoint '{path}' does not exist")
+    if raw is None and not fileio.exists(path):
+        raise CheckpointError(f"{key}: checkpoint '{fileio.redact(path)}' does not exist")
     raw = raw if raw is not None else read_checkpoint(path)
     config = _recorded_config(raw)
     if config is not None:
@@ -93,8 +94,8 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
     if is_onnx_path(path):
         from .onnx_runner import OnnxBackend
 
-        if not os.path.isfile(path):
-            raise CheckpointError(f"{key}: ONNX file '{path}' does not exist")
+        if not fileio.isfile(path):
+            raise CheckpointError(f"{key}: ONNX file '{fileio.redact(path)}' does not exist")
         return OnnxBackend(path, device=resolved, text_encoder_type=text_encoder_type)
     loaded = load_torch_model(path, model_section, key=key, raw=raw)
     return TorchBackend(loaded.model, device=resolved, source=path)

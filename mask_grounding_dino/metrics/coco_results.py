@@ -24,6 +24,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from mask_grounding_dino.data import fileio
 from mask_grounding_dino.data.records import CocoDataset
 from mask_grounding_dino.errors import DataError
 from mask_grounding_dino.utils.atomic import atomic_open
@@ -163,22 +164,17 @@ def coco_dataset_to_dict(dataset: CocoDataset) -> dict:
 
 
 def load_ground_truth(gt: GroundTruth) -> COCO:
-    """A ``COCO`` object from a :class:`CocoDataset`, a COCO json path, or a ``COCO`` object."""
+    """A ``COCO`` object from a :class:`CocoDataset`, a COCO json path or URL, or a ``COCO`` object."""
     if isinstance(gt, COCO):
         return gt
     coco = COCO()
     if isinstance(gt, CocoDataset):
         coco.dataset = coco_dataset_to_dict(gt)
     else:
-        try:
-            with open(gt, encoding="utf-8") as f:
-                coco.dataset = json.load(f)
-        except FileNotFoundError:
-            raise DataError(f"{gt}: COCO annotation file not found") from None
-        except json.JSONDecodeError as err:
-            raise DataError(f"{gt}: line {err.lineno}: not valid json ({err.msg})") from None
+        gt = os.fspath(gt)
+        coco.dataset = fileio.read_json(gt)      # local or a URL; a missing file or bad JSON: one line
         if not isinstance(coco.dataset, dict) or "images" not in coco.dataset:
-            raise DataError(f"{gt}: not a COCO annotation file (expected an object with 'images', "
+            raise DataError(f"{fileio.redact(gt)}: not a COCO annotation file (expected an object with 'images', "
                             "'annotations' and 'categories')")
     _quiet(coco.createIndex)
     return coco

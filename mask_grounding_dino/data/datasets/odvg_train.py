@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import fileio
 from ...errors import DataError
 from ...text import TextProcessor
 from ..batch import Target
@@ -20,7 +21,7 @@ from ..odvg import iter_odvg
 from ..records import DetectionRecord, LabelMap, OdvgRecord
 from ..sources import ImageSource, open_image_source
 from ..transforms import Normalize, Sample, TrainTransform
-from .common import Pipeline, SampleMeta, TargetBuilder, decode_masks, read_image, sample_generators
+from .common import Pipeline, SampleMeta, TargetBuilder, decode_masks, read_image, sample_generators, source_keys
 from .store import RecordStore
 
 
@@ -76,12 +77,16 @@ class OdvgDataset(Dataset):
         """From an ``ExperimentConfig`` (``cfg.dataset``, ``cfg.model.text_encoder_type/max_text_len``)."""
         ds = cfg.dataset
         entries = ds.used_train_data_sources() if hasattr(ds, "used_train_data_sources") else ds.train_data_sources
-        sources = [TrainSource(image_dir=e.image_dir, json_file=e.json_file, label_map=e.label_map,
-                               cache_dir=cache_dir) for e in entries]
+        keys: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            keys = {**source_keys(f"dataset.train_data_sources[{i}]", entry), **keys}   # the first entry wins
         tp = text_processor or TextProcessor(cfg.model.text_encoder_type, cfg.model.max_text_len)
-        return cls(sources=sources, text_processor=tp, transform=TrainTransform.from_config(ds.augmentation),
-                   normalize=Normalize.from_config(ds.augmentation), max_labels=ds.max_labels,
-                   has_mask=ds.has_mask, serialized=ds.dataset_type == "serialized")
+        with fileio.spec_keys(keys):
+            sources = [TrainSource(image_dir=e.image_dir, json_file=e.json_file, label_map=e.label_map,
+                                   cache_dir=cache_dir) for e in entries]
+            return cls(sources=sources, text_processor=tp, transform=TrainTransform.from_config(ds.augmentation),
+                       normalize=Normalize.from_config(ds.augmentation), max_labels=ds.max_labels,
+                       has_mask=ds.has_mask, serialized=ds.dataset_type == "serialized")
 
     def _iter_records(self):
         for index, source in enumerate(self.sources):

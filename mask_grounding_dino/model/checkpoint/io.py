@@ -1,6 +1,7 @@
 """Reading and writing checkpoint files safely.
 
-Reading never executes code from the file: ``torch.load(weights_only=True)``.
+Reading never executes code from the file: ``torch.load(weights_only=True)``. Paths may be
+URLs (``s3://...``): the file is fetched once into the cache (``data/fileio.local_copy``).
 Training checkpoints (Lightning, TAO) may also pickle objects such as an
 OmegaConf spec next to the weights; the weights-only unpickler refuses those.
 We let it accept each such name as an inert placeholder (:class:`Opaque`, our
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ...data import fileio
 from ...errors import CheckpointError
 
 _NOT_ALLOWED = re.compile(r"GLOBAL ([\w.]+) was not an allowed global")
@@ -49,11 +51,12 @@ def _placeholder(name: str) -> type:
 
 def torch_load(path: str | os.PathLike, max_foreign: int = 64) -> Any:
     """``torch.load(path, weights_only=True)``, with foreign classes read as placeholders."""
+    local = fileio.local_copy(os.fspath(path))
     extra: list = []
     for _ in range(max_foreign + 1):
         try:
             with torch.serialization.safe_globals(extra):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(local, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             match = _NOT_ALLOWED.search(str(exc))
             if not match:
@@ -68,8 +71,9 @@ def torch_load(path: str | os.PathLike, max_foreign: int = 64) -> Any:
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
+    local = fileio.local_copy(os.fspath(path))
     try:
-        return load_file(str(path), device="cpu")
+        return load_file(local, device="cpu")
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from ...data import fileio
 from ...errors import CheckpointError
 from .hf import hf_config_to_kwargs, hf_to_ours, read_hf_folder
 from .io import read_safetensors, torch_load
@@ -35,12 +36,12 @@ def _tensor_dict(obj) -> bool:
 
 
 def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
-    """Read and classify ``path`` (file or folder) without building a model."""
+    """Read and classify ``path`` (file or folder, local or a URL) without building a model."""
     path = str(path)
-    if os.path.isdir(path):
-        config, state = read_hf_folder(path)
+    if fileio.isdir(path):
+        config, state = read_hf_folder(fileio.local_copy(path))
         return RawCheckpoint(path, "hf", state, model_config=hf_config_to_kwargs(config))
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     obj = read_safetensors(path) if path.endswith(".safetensors") else torch_load(path)
     if is_native(obj):
