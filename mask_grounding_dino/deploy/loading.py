@@ -55,9 +55,10 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
     from ..model.grounding_dino import MaskGroundingDINO
 
     path = os.fspath(path)
-    if raw is None and not fileio.exists(path):
-        raise CheckpointError(f"{key}: checkpoint '{fileio.redact(path)}' does not exist")
-    raw = raw if raw is not None else read_checkpoint(path)
+    with fileio.spec_keys({path: key}):     # an unreachable URL (credentials, bucket) names the key
+        if raw is None and not fileio.exists(path):
+            raise CheckpointError(f"{key}: checkpoint '{fileio.redact(path)}' does not exist")
+        raw = raw if raw is not None else read_checkpoint(path)
     config = _recorded_config(raw)
     if config is not None:
         config["load_text_weights"] = False       # the checkpoint holds the text encoder's weights
@@ -94,8 +95,9 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
     if is_onnx_path(path):
         from .onnx_runner import OnnxBackend
 
-        if not fileio.isfile(path):
-            raise CheckpointError(f"{key}: ONNX file '{fileio.redact(path)}' does not exist")
-        return OnnxBackend(path, device=resolved, text_encoder_type=text_encoder_type)
+        with fileio.spec_keys({path: key}):     # an unreachable URL (credentials, bucket) names the key
+            if not fileio.isfile(path):
+                raise CheckpointError(f"{key}: ONNX file '{fileio.redact(path)}' does not exist")
+            return OnnxBackend(path, device=resolved, text_encoder_type=text_encoder_type)
     loaded = load_torch_model(path, model_section, key=key, raw=raw)
     return TorchBackend(loaded.model, device=resolved, source=path)
