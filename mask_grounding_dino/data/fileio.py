@@ -120,8 +120,11 @@ def isfile(path: str) -> bool:
     if not is_url(path):
         return os.path.isfile(local_path(path))
     fs, inner = url_to_fs(path)
-    with _storage_errors(path):
-        return bool(fs.isfile(inner))
+    with _storage_errors(path):   # not fs.isfile: it answers False for missing credentials too
+        try:
+            return fs.info(inner).get("type") == "file"
+        except FileNotFoundError:
+            return False
 
 
 def isdir(path: str) -> bool:

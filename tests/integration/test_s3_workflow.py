@@ -241,7 +241,7 @@ def test_a_missing_object_names_its_key_and_url(workflow, trained, capsys):
     assert _one_error_line(err) == "error: evaluate.checkpoint: checkpoint 's3://bucket/models/missing.pth' does not exist"
 
 
-def test_a_missing_bucket_is_one_line(workflow, trained, capsys):
+def test_a_missing_bucket_is_one_line(workflow, capsys):
     overrides = train_overrides()
     overrides["dataset.train_data_sources"][0]["image_dir"] = "s3://no-such-bucket/data/train/images.tar.gz"
     code = main(["train", "-e", str(workflow.spec), *cli_args(overrides), f"train.results_dir={workflow.root / 'nb'}"])
