@@ -107,33 +107,34 @@ def _storage_errors(path: str, key: str | None = None) -> Iterator[None]:
         raise
 
 
-def exists(path: str) -> bool:
-    """Whether a file or folder is at ``path`` (a bucket that does not exist: ``False``)."""
+def _probe(path: str, local, remote) -> bool:
+    """``local(local path)`` or ``remote(filesystem, path inside it)``; storage errors: one line."""
     if not is_url(path):
-        return os.path.exists(local_path(path))
+        return bool(local(local_path(path)))
     fs, inner = url_to_fs(path)
     with _storage_errors(path):
-        return bool(fs.exists(inner))
+        return bool(remote(fs, inner))
+
+
+def _remote_isfile(fs, inner: str) -> bool:
+    try:   # not fs.isfile: it answers False for missing credentials too
+        return fs.info(inner).get("type") == "file"
+    except FileNotFoundError:
+        return False
+
+
+def exists(path: str) -> bool:
+    """Whether a file or folder is at ``path`` (a bucket that does not exist: ``False``)."""
+    return _probe(path, os.path.exists, lambda fs, inner: fs.exists(inner))
 
 
 def isfile(path: str) -> bool:
-    if not is_url(path):
-        return os.path.isfile(local_path(path))
-    fs, inner = url_to_fs(path)
-    with _storage_errors(path):   # not fs.isfile: it answers False for missing credentials too
-        try:
-            return fs.info(inner).get("type") == "file"
-        except FileNotFoundError:
-            return False
+    return _probe(path, os.path.isfile, _remote_isfile)
 
 
 def isdir(path: str) -> bool:
     """A local folder, or a URL prefix that holds objects (object stores have no empty folders)."""
-    if not is_url(path):
-        return os.path.isdir(local_path(path))
-    fs, inner = url_to_fs(path)
-    with _storage_errors(path):
-        return bool(fs.isdir(inner))
+    return _probe(path, os.path.isdir, lambda fs, inner: fs.isdir(inner))
 
 
 def list_files(folder: str) -> list[str]:
