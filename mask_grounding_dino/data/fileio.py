@@ -163,14 +163,19 @@ def identity(path: str, key: str | None = None) -> str:
         with _storage_errors(path, key):
             st = os.stat(local)
         return f"{local}|{st.st_size}|{st.st_mtime_ns}"
+    kind, size, tag = _remote_stat(path, key)
+    return f"{path}|{kind}|{size}|{tag}"
+
+
+def _remote_stat(path: str, key: str | None) -> tuple[str, Any, Any]:
+    """``(type, size, tag)`` of a URL; a folder's tag covers every file under it."""
     fs, inner = url_to_fs(path)
     with _storage_errors(path, key):
         info = fs.info(inner)
-        if info.get("type") == "directory":  # a folder changes when any file under it does
-            info = {"type": "directory", "size": None,
-                    "ETag": hashlib.sha256(repr(sorted((name, _tag(entry), entry.get("size")) for name, entry in
-                                                      fs.find(inner, detail=True).items())).encode()).hexdigest()}
-    return f"{path}|{info.get('type')}|{info.get('size')}|{_tag(info)}"
+        if info.get("type") != "directory":
+            return str(info.get("type")), info.get("size"), _tag(info)
+        listing = sorted((name, _tag(entry), entry.get("size")) for name, entry in fs.find(inner, detail=True).items())
+    return "directory", None, hashlib.sha256(repr(listing).encode()).hexdigest()
 
 
 def _tag(info: dict) -> Any:
@@ -183,14 +188,16 @@ def local_copy(path: str, key: str | None = None) -> str:
     Local paths come back as they are (after checking that something is there). A URL is
     fetched once into ``<cache>/remote/<hash of URL, size, ETag>/<name>``: written under a
     temporary name and renamed when complete, under a lock, so concurrent processes share
-    one download and never read half a file. ``key``: the spec key, for messages.
+    one download and never read half a file. Older versions of an object stay in the cache
+    until it is cleared. ``key``: the spec key, for messages.
     """
     if not is_url(path):
         local = local_path(path)
         if not os.path.exists(local):
             raise access_error(path, FileNotFoundError(path), key)
         return local
-    stamp = identity(path, key)
+    kind, size, tag = _remote_stat(path, key)
+    stamp = f"{path}|{kind}|{size}|{tag}"
     folder = os.path.join(cache_dir(), "remote", hashlib.sha256(stamp.encode()).hexdigest()[:32])
     target = os.path.join(folder, basename(path) or "file")
     if os.path.exists(target):
@@ -202,7 +209,7 @@ def local_copy(path: str, key: str | None = None) -> str:
                         "writable place") from exc
     with file_lock(target + ".lock"):
         if not os.path.exists(target):
-            _download(path, target, is_folder="|directory|" in stamp, key=key)
+            _download(path, target, is_folder=kind == "directory", key=key)
     return target
 
 
