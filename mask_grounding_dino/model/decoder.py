@@ -71,11 +71,11 @@ class DecoderOutput:
 
 class TransformerDecoder(nn.Module):
     """Args: num_layers, d_model, d_ffn, dropout, n_levels, n_heads, n_points as the spec;
-    ``ref_eps``: clamp of the inverse sigmoid (1e-3 official; 1e-5 for HF imports)."""
+    ``ref_eps``: clamp of the inverse sigmoid (1e-5, as TAO and transformers; the original release used 1e-3)."""
 
     def __init__(self, num_layers: int, d_model: int = 256, d_ffn: int = 2048, dropout: float = 0.0,
                  n_levels: int = 4, n_heads: int = 8, n_points: int = 4, activation_checkpoint: bool = False,
-                 ref_eps: float = 1e-3):
+                 ref_eps: float = 1e-5):
         super().__init__()
         self.d_model = d_model
         self.layers = nn.ModuleList(DecoderLayer(d_model, d_ffn, dropout, n_levels, n_heads, n_points)

@@ -54,7 +54,7 @@ class MaskGroundingDINO(nn.Module):
     text_encoder_config: a saved text-encoder config dict; builds that architecture
         (random weights) instead of resolving ``text_encoder_type``.
     load_text_weights: False skips loading pretrained text weights (a full checkpoint follows).
-    ref_eps: inverse-sigmoid clamp of the box refinement (1e-3 official; 1e-5 transformers).
+    ref_eps: inverse-sigmoid clamp of the box refinement (1e-5: TAO and transformers; the original release 1e-3).
     fusion_droppath: drop-path of the image-text fusion (TAO fixes 0.1).
     """
 
@@ -70,7 +70,7 @@ class MaskGroundingDINO(nn.Module):
                  has_mask: bool = True, num_region_queries: int = 100, use_dn: bool = True, dn_number: int = 0,
                  dn_box_noise_scale: float = 1.0, dn_label_noise_ratio: float = 0.5, decoder_sa_type: str = "sa",
                  activation_checkpoint: bool = False, backbone_overrides: dict | None = None,
-                 text_encoder_config: dict | None = None, load_text_weights: bool = True, ref_eps: float = 1e-3,
+                 text_encoder_config: dict | None = None, load_text_weights: bool = True, ref_eps: float = 1e-5,
                  fusion_droppath: float = 0.1):
         super().__init__()
         indices = [int(i) for i in return_interm_indices]

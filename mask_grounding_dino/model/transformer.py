@@ -73,7 +73,7 @@ class Transformer(nn.Module):
                  num_feature_levels: int = 4, enc_n_points: int = 4, dec_n_points: int = 4,
                  two_stage_type: str = "standard", embed_init_tgt: bool = True, text_dropout: float = 0.0,
                  fusion_dropout: float = 0.0, fusion_droppath: float = 0.1, activation_checkpoint: bool = False,
-                 ref_eps: float = 1e-3):
+                 ref_eps: float = 1e-5):
         super().__init__()
         self.d_model, self.num_queries, self.two_stage_type = d_model, num_queries, two_stage_type
         self.embed_init_tgt = embed_init_tgt

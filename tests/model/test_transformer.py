@@ -146,3 +146,18 @@ def test_decoder_refines_boxes_and_looks_forward_twice():
     boxes_1 = (heads[1](out.hidden[1]) + inverse_sigmoid(out.references[1])).sigmoid()
     boxes_1.sum().backward()
     assert heads[0].layers[-1].weight.grad.abs().sum() > 0
+
+
+def test_inverse_sigmoid_clamps_at_tao_value():
+    # TAO (deformable_detr utils) clamps numerator and denominator at 1e-5: log(1e-5) = -11.5129...
+    x = torch.tensor([0.0, 1.0, 0.5, 1e-7])
+    out = inverse_sigmoid(x)
+    expected = torch.tensor([math.log(1e-5), -math.log(1e-5), 0.0, math.log(1e-5 / (1 - 1e-7))])
+    torch.testing.assert_close(out, expected)   # default float32 tolerances: values of order 10
+    import inspect
+
+    from mask_grounding_dino.model.grounding_dino import MaskGroundingDINO
+    from mask_grounding_dino.model.transformer import Transformer
+
+    for cls in (TransformerDecoder, Transformer, MaskGroundingDINO):   # the box refinement's clamp
+        assert inspect.signature(cls.__init__).parameters["ref_eps"].default == 1e-5, cls
