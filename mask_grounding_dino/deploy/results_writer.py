@@ -29,10 +29,9 @@ import numpy as np
 from PIL import Image, ImageColor
 
 from ..errors import SpecError
-from ..metrics.coco_results import detections_to_coco, write_coco_results
 from ..model.results import Detections
 from ..utils.atomic import atomic_write_bytes, atomic_write_json
-from ..writers import draw_detections, write_kitti
+from ..writers import detections_to_coco, draw_detections, write_coco_results, write_kitti
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
                  ".tif": "TIFF", ".tiff": "TIFF"}

@@ -119,6 +119,7 @@ class GroundingModule(pl.LightningModule):
             self._runner = EvalRunner(postprocessor=post, text_processor=self.text_processor, data_type=data_type,
                                       categories=self.eval_data.get("categories"),
                                       coco_gt=self.eval_data.get("coco_gt"),
+                                      with_segm=bool(self.cfg.dataset.has_mask),
                                       score_threshold=self.cfg.evaluate.conf_threshold)
         return self._runner
 

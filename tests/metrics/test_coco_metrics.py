@@ -10,14 +10,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mask_grounding_dino.metrics import (
-    STAT_NAMES,
-    CocoEvaluator,
-    detections_to_coco,
-    encode_masks,
-    evaluate_coco,
-    write_coco_results,
-)
+from mask_grounding_dino.metrics import STAT_NAMES, CocoEvaluator, evaluate_coco
+from mask_grounding_dino.writers import detections_to_coco, encode_masks, write_coco_results
 
 # pycocotools' decode trips a numpy 2 DeprecationWarning (its own code, harmless).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
