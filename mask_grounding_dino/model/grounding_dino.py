@@ -293,22 +293,10 @@ class MaskGroundingDINO(nn.Module):
             self._mask_outputs(result, out, image, text)
         return result
 
-    def _memory_maps(self, out: TransformerOutput, levels: list[int]) -> list[Tensor]:
-        """Encoder memory of the given levels as ``[B,C,h,w]`` maps (channels-last views, no copy)."""
-        maps = []
-        starts = [0]
-        for h, w in out.spatial_shapes:
-            starts.append(starts[-1] + h * w)
-        for level in levels:
-            h, w = out.spatial_shapes[level]
-            flat = out.memory[:, starts[level]:starts[level] + h * w]
-            maps.append(flat.view(flat.shape[0], h, w, -1).permute(0, 3, 1, 2))
-        return maps
-
     def _mask_outputs(self, result: GroundingOutputs, out: TransformerOutput, image: ImageFeatures,
                       text: TextFeatures) -> None:
-        from .mask_head import reference_to_pixels
-        maps = self._memory_maps(out, self._mask_levels)                   # strides 8, 16, 32
+        from .mask_head import memory_to_maps, reference_to_pixels
+        maps = memory_to_maps(out.memory, out.spatial_shapes, self._mask_levels)   # strides 8, 16, 32
         mask_feats, fused = self.mask_head.features(maps)
         nd = out.num_prefix
         if self.training:
