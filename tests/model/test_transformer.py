@@ -131,9 +131,10 @@ def test_decoder_refines_boxes_and_looks_forward_twice():
     def run():
         torch.manual_seed(1)
         memory, text = torch.randn(1, 12, 16), torch.randn(1, 3, 16)
-        return dec(torch.randn(1, 5, 16), memory, torch.zeros(1, 12, dtype=torch.bool), torch.randn(1, 5, 4),
-                   torch.tensor([[3, 4]]), torch.tensor([0]), torch.ones(1, 1, 2), text,
-                   torch.zeros(1, 3, dtype=torch.bool))
+        return dec(torch.randn(1, 5, 16), memory, memory_pad_mask=torch.zeros(1, 12, dtype=torch.bool),
+                   refpoints_unsigmoid=torch.randn(1, 5, 4), spatial_shapes=torch.tensor([[3, 4]]),
+                   level_start_index=torch.tensor([0]), valid_ratios=torch.ones(1, 1, 2), memory_text=text,
+                   text_pad_mask=torch.zeros(1, 3, dtype=torch.bool))
 
     out = run()
     assert len(out.hidden) == 2 and len(out.references) == 3
