@@ -157,7 +157,7 @@ class Predictor:
         mode = self._mode(prompts, mode)
         arrays = [load_rgb(image, f"images[{i}]") for i, image in enumerate(items)]
         if mode == "OD":
-            classes = parse_captions(prompts, "prompts")
+            classes = parse_captions(prompts, "prompts", shell_hint=False)
         else:
             # Cleaned as the data pipeline cleans inference.jsonl expressions (lower case, " ." ending).
             captions = [build_expression_caption(e, []) for e in self._expressions(prompts, len(arrays))]

@@ -60,8 +60,10 @@ def test_paths_pil_and_arrays_give_the_same_detections(predictor, images):
     from_paths = predictor.predict(paths, CLASSES)
     from_pil = predictor.predict([Image.open(p) for p in paths], "red block . blue block")
     from_arrays = predictor.predict(arrays, CLASSES)
-    for a, b, c in zip(from_paths, from_pil, from_arrays):
-        assert len(a) > 0 and _equal(a, b) and _equal(a, c)
+    # A comma string is a class list when asked for OD (alone it reads as a referring expression).
+    from_commas = predictor.predict(arrays, "red block, blue block", mode="OD")
+    for a, b, c, d in zip(from_paths, from_pil, from_arrays, from_commas):
+        assert len(a) > 0 and _equal(a, b) and _equal(a, c) and _equal(a, d)
         assert set(a.phrases) <= set(CLASSES) and all(CLASSES[i] == p for i, p in zip(a.labels.tolist(), a.phrases))
 
 
@@ -134,6 +136,9 @@ def test_mistakes_raise_user_errors(predictor, checkpoint, images):
     arrays, _ = images
     with pytest.raises(UserError, match=r"VG needs one non-empty expression per image \(2\)"):
         predictor.predict(arrays, ["only one"], mode="VG")
+    with pytest.raises(UserError, match=r"^prompts: no class name in ' \. '; expected a class list such as "
+                                        r"\[red circle, blue square\]"):
+        predictor.predict(arrays, " . ", mode="OD")
     with pytest.raises(UserError, match="mode: 'XY' is not allowed"):
         predictor.predict(arrays, CLASSES, mode="XY")
     with pytest.raises(UserError, match="image arrays must be uint8"):
