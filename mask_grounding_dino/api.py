@@ -48,6 +48,7 @@ from .deploy.results_writer import normalise_color_map
 from .deploy.tensorrt import is_engine_path
 from .errors import UserError
 from .model.checkpoint import read_checkpoint
+from .model.checkpoint.locate import locate_checkpoint
 from .model.results import Detections
 from .writers import draw_detections
 
@@ -87,13 +88,16 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, spec=None,
                         **options) -> "Predictor":
-        """A model file: a checkpoint (ours, TAO's, the original release, a Hugging Face folder) or an
-        ``.onnx`` file. ``device``: default the first GPU when there is one, else the CPU.
+        """A model file: a checkpoint (ours, TAO's, the original release, a Hugging Face folder or hub
+        id such as ``IDEA-Research/grounding-dino-tiny``) or an ``.onnx`` file. ``device``: default the
+        first GPU when there is one, else the CPU.
         Without ``spec``, a checkpoint written by our trainer supplies the spec it was trained
         with (its resize, normalisation and inference thresholds); other files use the defaults."""
         raw = None
-        if spec is None and not (is_onnx_path(path) or is_engine_path(path)) and os.path.exists(path):
-            raw = read_checkpoint(path)          # read once: its spec here, its weights in open_backend
+        if not (is_onnx_path(path) or is_engine_path(path)):
+            path = locate_checkpoint(path)       # a hub id becomes its cached folder; a missing file fails here
+            if spec is None:
+                raw = read_checkpoint(path)      # read once: its spec here, its weights in open_backend
         cfg = _as_spec(spec if spec is not None else (raw.metadata.get("spec") if raw is not None else None))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,
                                key="checkpoint", text_encoder_type=cfg.model.text_encoder_type, raw=raw)

@@ -80,4 +80,5 @@ def test_onnx_checkpoint_missing_is_one_line_error(tmp_path, synth_data, capsys)
             "dataset.infer_data_sources.captions=[cat]"]
     assert cli.main(args) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line == f"error: inference.checkpoint: ONNX file '{tmp_path / 'model.onnx'}' does not exist"
+    assert line.startswith(f"error: inference.checkpoint: ONNX file '{tmp_path / 'model.onnx'}' does not exist; "
+                           f"'{tmp_path}' holds")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError
 from .hf import hf_config_to_kwargs, hf_to_ours, read_hf_folder
 from .io import read_safetensors, torch_load
+from .locate import locate_checkpoint
 from .native import is_native
 from .official import official_to_ours
 from .summary import LoadSummary, apply_state_dict
@@ -35,8 +36,8 @@ def _tensor_dict(obj) -> bool:
 
 
 def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
-    """Read and classify ``path`` (file or folder) without building a model."""
-    path = str(path)
+    """Read and classify ``path`` (file, folder or Hugging Face hub id) without building a model."""
+    path = locate_checkpoint(path)
     if os.path.isdir(path):
         config, state = read_hf_folder(path)
         return RawCheckpoint(path, "hf", state, model_config=hf_config_to_kwargs(config))
