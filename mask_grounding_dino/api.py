@@ -217,8 +217,10 @@ class Predictor:
     # ------------------------------------------------------------------ drawing
     @staticmethod
     def draw(image: ImageInput, detections: Detections, *, color_map: dict | None = None,
-             outline_width: int = 3) -> Image.Image:
-        """The image with ``detections`` drawn (masks at alpha 0.4, boxes, "phrase score" tags)."""
+             outline_width: int = 3, min_size: int = 512) -> Image.Image:
+        """The image with ``detections`` drawn as inference draws them (mask outlines with a light
+        fill, boxes, "phrase score" tags); a picture whose long side is under ``min_size`` is drawn
+        upscaled to it (0: the original size)."""
         picture = Image.fromarray(load_rgb(image))
         return draw_detections(picture, detections, color_map=normalise_color_map(color_map, "color_map"),
-                               outline_width=outline_width)
+                               outline_width=outline_width, min_size=min_size)

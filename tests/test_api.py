@@ -124,12 +124,14 @@ def test_referring_expressions(predictor, images):
     assert all(set(p.split()) <= words for d in per_image for p in d.phrases)   # whole words of the prompt
 
 
-def test_draw_returns_a_picture_of_the_image_size(predictor, images):
+def test_draw_returns_a_readable_picture_of_the_image(predictor, images):
     arrays, paths = images
     det = predictor.predict(paths[0], CLASSES)[0]
-    picture = Predictor.draw(paths[0], det, color_map={"red block": [0, 255, 0]})
+    picture = Predictor.draw(paths[0], det, color_map={"red block": [0, 255, 0]}, min_size=0)
     assert picture.size == (arrays[0].shape[1], arrays[0].shape[0])
     assert not np.array_equal(np.asarray(picture), arrays[0])         # something was drawn
+    # By default a small picture is drawn as inference draws it: long side 512, same aspect (80 x 64).
+    assert Predictor.draw(paths[0], det).size == (512, 410)
 
 
 def test_mistakes_raise_user_errors(predictor, checkpoint, images):
