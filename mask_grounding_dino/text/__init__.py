@@ -8,7 +8,7 @@ loader can use ``text.class_names`` without loading torch.
 
 from __future__ import annotations
 
-import importlib
+from ..utils.lazy import lazy_attributes
 
 _EXPORTS = {
     "TextInputs": ".inputs",
@@ -21,9 +21,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
