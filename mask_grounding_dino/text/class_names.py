@@ -6,11 +6,11 @@ or in Python:
 * a comma string: ``"red circle, blue square"``.
 
 A string is split at ``.`` when it holds one (the delimiter the model itself ends phrases
-at), else at ``,``. List items are names as given (numbers become their text; a trailing
-``.`` is dropped), so a label map's names are never split. Spaces are normalised, empty
-names dropped and duplicates removed (first kept): the result is the prompt's phrases in
-order. A label map path stays one name here (the data layer
-reads it: ``data/inference_inputs.py``).
+at), else at ``,``; commas at the ends of ``.`` pieces are separators too. List items are
+names as given (numbers become their text; a trailing ``.`` is dropped), so a label map's
+names are never split. Spaces are normalised, empty names dropped and duplicates removed
+(first kept): the result is the prompt's phrases in order. A label map path stays one name
+here (the data layer reads it: ``data/inference_inputs.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def _shown(value: Any) -> str:
 
 
 def _pieces(text: str) -> list[str]:
-    return text.split(".") if "." in text else text.split(",")
+    if "." not in text:
+        return text.split(",")
+    return [piece.strip(" ,") for piece in text.split(".")]     # "a, . b": a separator typed twice
 
 
 def class_names(value: Any, where: str | None = None, *, shell_hint: bool = True) -> list[str]:

@@ -23,11 +23,14 @@ def test_single_names_numbers_and_names_with_commas():
     assert class_names([1, 2]) == ["1", "2"]          # YAML reads [1, 2] as numbers
     # A "." string is Grounding DINO's form: commas stay inside its names.
     assert class_names("person, wearing a vest . forklift") == ["person, wearing a vest", "forklift"]
+    # A comma next to a "." is a separator typed twice, not part of a name.
+    assert class_names("red circle, . blue square ,") == TWO
     # List items are names as given (a label map's names are never split).
     assert class_names(["st. bernard"]) == ["st. bernard"]
 
 
-@pytest.mark.parametrize("value", [3, True, {"a": 1}, ["a", {"b": 1}], ["a", ["b"]], " . ", "", ",", [], [" "]])
+@pytest.mark.parametrize("value", [3, True, {"a": 1}, ["a", {"b": 1}], ["a", ["b"]], " . ", "", ",", " . , ", "., .",
+                                   [], [" "]])
 def test_anything_else_is_one_line_naming_the_forms_and_the_quoting_rule(value):
     with pytest.raises(ClassListError) as info:
         class_names(value, "dataset.infer_data_sources.captions")
