@@ -61,7 +61,7 @@ def test_action_help_names_its_keys_examples_template_and_schema(action, capsys)
     examples_part = rest.partition("spec files")[0]
     for key in IMPORTANT[action]:
         assert f"  {key} " in keys_part, key
-        assert key.split(".0.")[0] in examples_part, key          # and used in an example
+        assert f" {key.split('.0.')[0]}" in examples_part, key    # and set in an example, as itself
     assert f"mask_grounding_dino {action} -e spec.yaml" in examples_part
     for path in (f"references/spec_template_{action}.yaml", f"schemas/{action}.schema.json"):
         assert path in text and (REPO_ROOT / path).is_file()
@@ -84,6 +84,19 @@ def test_every_action_module_has_help_with_real_keys_and_examples_that_load(acti
             [template if word == "spec.yaml" else word for word in argv[2:]])
         assert args.overrides and all("=" in word for word in args.overrides)
         load_spec(args.spec, args.overrides)         # every key and value is valid (raises otherwise)
+
+
+def test_the_examples_use_the_checkpoints_the_train_examples_write(capsys):
+    """TAO's layout: train writes in <results_dir>/train, so results_dir=X gives X/train/*.pth."""
+    def settings(action):
+        return [dict(word.split("=", 1) for word in shlex.split(command) if "=" in word)
+                for command in cli_help.action_help(action)["examples"]]
+    written = {f"{s['results_dir']}/train/mask_gdino_model_latest.pth" for s in settings("train")}
+    assert written == {"runs/exp1/train/mask_gdino_model_latest.pth"}
+    written |= {s["export.onnx_file"] for s in settings("export")}
+    hub_ids = {"IDEA-Research/grounding-dino-tiny"}
+    used = [s[f"{action}.checkpoint"] for action in ("evaluate", "inference", "export") for s in settings(action)]
+    assert used and set(used) <= written | hub_ids, used
 
 
 def test_top_help_and_action_help_say_which_actions_this_version_lacks(capsys, monkeypatch):

@@ -36,21 +36,22 @@ HELP = {
         ("dataset.train_data_sources.0.label_map", "label id -> class name json (detection records)"),
         ("dataset.val_data_sources.json_file", "validation annotations (COCO json with data_type=OD), with "
                                                "dataset.val_data_sources.image_dir"),
-        ("results_dir", "the experiment's folder; train.results_dir, when given, is where train writes"),
-        ("train.results_dir", "checkpoints (mask_gdino_model_latest.pth ...), logs, plots, status.json"),
+        ("results_dir", "the experiment's folder: train writes in <results_dir>/train, e.g. "
+                        "runs/exp1/train/mask_gdino_model_latest.pth"),
+        ("train.results_dir", "train's own folder instead (checkpoints, logs, plots, status.json)"),
         ("train.num_epochs", "epochs to train (TAO: 10)"),
         ("train.pretrained_model_path", "warm start: any checkpoint, a Hugging Face folder or hub id "
                                         "(IDEA-Research/grounding-dino-tiny)"),
     ],
     "examples": [
-        "mask_grounding_dino train -e spec.yaml train.results_dir=runs/exp1/train train.num_epochs=12",
+        "mask_grounding_dino train -e spec.yaml results_dir=runs/exp1 train.num_epochs=12",
         "mask_grounding_dino train -e spec.yaml "
         "dataset.train_data_sources.0.image_dir=data/train/images.tar.gz "
         "dataset.train_data_sources.0.json_file=data/train/annotations_odvg.jsonl "
         "dataset.train_data_sources.0.label_map=data/train/annotations_odvg_labelmap.json "
         "dataset.val_data_sources.image_dir=data/val/images.tar.gz "
         "dataset.val_data_sources.json_file=data/val/annotations.json dataset.val_data_sources.data_type=OD "
-        "train.results_dir=runs/exp1/train train.num_epochs=12 "
+        "results_dir=runs/exp1 train.num_epochs=12 "
         "train.pretrained_model_path=IDEA-Research/grounding-dino-tiny",
     ],
 }
