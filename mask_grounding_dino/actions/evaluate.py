@@ -30,6 +30,30 @@ from ..metrics.scoring import DatasetScoring
 from ..metrics.report import safe_name, write_evaluation_report
 from .common import open_model_run, print_table
 
+#: ``mask_grounding_dino evaluate --help`` (read from this file by the CLI without importing it).
+HELP = {
+    "summary": "score a model on test data (COCO bbox + segm, or referring metrics)",
+    "description": "Score a model on dataset.test_data_sources: COCO bbox + segm AP/AR (OD data) or referring "
+                   "metrics (VG data), with a per-class table and the predictions as a COCO results file.",
+    "keys": [
+        ("evaluate.checkpoint", "the model: a .pth checkpoint (ours, TAO's, the original release), a Hugging "
+                                "Face folder or hub id, or an .onnx file"),
+        ("dataset.test_data_sources.image_dir", "the images: a folder, an images.tar.gz or an s3:// URL"),
+        ("dataset.test_data_sources.json_file", "the annotations: COCO json (OD) or ODVG jsonl (VG)"),
+        ("dataset.test_data_sources.data_type", "OD (default: COCO metrics) or VG (referring metrics)"),
+        ("evaluate.results_dir", "where the report goes (default: <results_dir>/evaluate)"),
+        ("evaluate.conf_threshold", "score a detection needs to be kept (also nms_threshold, text_threshold)"),
+    ],
+    "examples": [
+        "mask_grounding_dino evaluate -e spec.yaml evaluate.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth",
+        "mask_grounding_dino evaluate -e spec.yaml evaluate.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "dataset.test_data_sources.image_dir=data/val/images.tar.gz "
+        "dataset.test_data_sources.json_file=data/val/annotations.json dataset.test_data_sources.data_type=OD "
+        "evaluate.results_dir=runs/exp1/evaluate",
+        "mask_grounding_dino evaluate -e spec.yaml evaluate.checkpoint=runs/exp1/export/model.onnx",
+    ],
+}
+
 
 def _header(path: str, backend, source, data_type: str, thresholds: Thresholds, seconds: float, images: int) -> str:
     values = ", ".join(f"{k} {v:g}" for k, v in thresholds.as_dict().items())

@@ -30,6 +30,26 @@ from ..errors import SpecError
 from ..utils.atomic import atomic_write_json
 from .common import action_results_dir, print_table, save_resolved_spec
 
+#: ``mask_grounding_dino export --help`` (read from this file by the CLI without importing it).
+HELP = {
+    "summary": "write the model as ONNX with TAO's inputs and outputs",
+    "description": "Write the model as ONNX with TAO's inputs and outputs (the text stays an input, so the "
+                   "exported model keeps its open vocabulary), checked against PyTorch in onnxruntime.",
+    "keys": [
+        ("export.checkpoint", "the model: a .pth checkpoint (any layout), a Hugging Face folder or hub id"),
+        ("export.onnx_file", "the ONNX file to write (default: <results dir>/model.onnx)"),
+        ("export.input_width", "image width of the graph (with export.input_height; TAO: 960 x 544)"),
+        ("export.batch_size", "-1 (default): dynamic batch"),
+        ("export.on_cpu", "trace on the CPU even when a GPU is there"),
+    ],
+    "examples": [
+        "mask_grounding_dino export -e spec.yaml export.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "export.onnx_file=runs/exp1/export/model.onnx",
+        "mask_grounding_dino export -e spec.yaml export.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "export.onnx_file=runs/exp1/export/model_640.onnx export.input_width=640 export.input_height=384",
+    ],
+}
+
 
 def _check_request(cfg) -> None:
     section = cfg.export

@@ -23,6 +23,39 @@ from ..engine.status import StatusCallback
 from ..engine.trainer import build_trainer
 from .common import print_table, save_resolved_spec
 
+#: ``mask_grounding_dino train --help`` (read from this file by the CLI without importing it).
+HELP = {
+    "summary": "train on ODVG data (resumes when rerun)",
+    "description": "Train on dataset.train_data_sources (ODVG + label map; several sources mix), validating on "
+                   "dataset.val_data_sources. Checkpoints are written atomically; rerunning the same command "
+                   "resumes.",
+    "keys": [
+        ("dataset.train_data_sources.0.image_dir", "the images: a folder, an images.tar.gz or an s3:// URL "
+                                                   "(more sources: .1., .2., ...)"),
+        ("dataset.train_data_sources.0.json_file", "the annotations: ODVG jsonl"),
+        ("dataset.train_data_sources.0.label_map", "label id -> class name json (detection records)"),
+        ("dataset.val_data_sources.json_file", "validation annotations (COCO json with data_type=OD), with "
+                                               "dataset.val_data_sources.image_dir"),
+        ("results_dir", "the experiment's folder: train writes in <results_dir>/train, e.g. "
+                        "runs/exp1/train/mask_gdino_model_latest.pth"),
+        ("train.results_dir", "train's own folder instead (checkpoints, logs, plots, status.json)"),
+        ("train.num_epochs", "epochs to train (TAO: 10)"),
+        ("train.pretrained_model_path", "warm start: any checkpoint, a Hugging Face folder or hub id "
+                                        "(IDEA-Research/grounding-dino-tiny)"),
+    ],
+    "examples": [
+        "mask_grounding_dino train -e spec.yaml results_dir=runs/exp1 train.num_epochs=12",
+        "mask_grounding_dino train -e spec.yaml "
+        "dataset.train_data_sources.0.image_dir=data/train/images.tar.gz "
+        "dataset.train_data_sources.0.json_file=data/train/annotations_odvg.jsonl "
+        "dataset.train_data_sources.0.label_map=data/train/annotations_odvg_labelmap.json "
+        "dataset.val_data_sources.image_dir=data/val/images.tar.gz "
+        "dataset.val_data_sources.json_file=data/val/annotations.json dataset.val_data_sources.data_type=OD "
+        "results_dir=runs/exp1 train.num_epochs=12 "
+        "train.pretrained_model_path=IDEA-Research/grounding-dino-tiny",
+    ],
+}
+
 
 def _results_dir(cfg) -> str:
     path = cfg.train.results_dir or cfg.results_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..text.class_names import class_names
 from .fields import INF, spec_field
 
 #: ``data_type`` of evaluation/inference sources: object detection or visual grounding.
@@ -60,7 +61,8 @@ class InferDataSource:
     json_file: str | None = spec_field(
         None, description="Per-image prompts (ODVG-style jsonl) for VG inference.")
     captions: list[str] | None = spec_field(
-        None, description="Class names joined into the prompt for OD inference.")
+        None, normalise=lambda value, key: class_names(value, key),
+        description="Class names joined into the prompt for OD inference: a list [a, b], 'a . b' or 'a, b'.")
 
     @property
     def image_dirs(self) -> list[str]:

@@ -57,13 +57,35 @@ def _override_items(overrides: list[str] | dict[str, Any] | None, problems: Prob
         return
     if isinstance(overrides, str):
         overrides = [overrides]
-    for text in overrides:
+    for text in _rejoin_split_values(list(overrides), problems):
         try:
             key, value = parse_override(text)
         except SpecError as exc:
             problems.lines.extend(exc.problems)
             continue
         yield key, value, f"override {text!r}"
+
+
+def _rejoin_split_values(texts: list[str], problems: Problems) -> list[str]:
+    """The overrides, minus those followed by words without ``=``: the shell split such a
+    value at its spaces (``captions=red circle . blue square`` unquoted), so one problem
+    line shows the quoted form instead of one "expected key=value" per word."""
+    kept: list[str] = []
+    i = 0
+    while i < len(texts):
+        text, i = texts[i], i + 1
+        words = []
+        while "=" in text and i < len(texts) and "=" not in texts[i]:
+            words.append(texts[i])
+            i += 1
+        if not words:
+            kept.append(text)
+            continue
+        key, _, value = text.partition("=")
+        whole = " ".join([value, *words])
+        problems.add_plain(f"override {text!r} is followed by {' '.join(words)!r}, which is not key=value: the "
+                           f"shell splits a value at its spaces; put quotes around it: {key}='{whole}'")
+    return kept
 
 
 def read_spec_file(path: str | os.PathLike, problems: Problems | None = None) -> tuple[dict, dict[Path, str]]:

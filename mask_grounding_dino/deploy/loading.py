@@ -3,7 +3,7 @@
 * ``.onnx``: :class:`~.onnx_runner.OnnxBackend` (onnxruntime);
 * ``.engine`` / ``.trt`` / ``.plan``: a clear "needs TensorRT and a GPU" error;
 * anything else: a checkpoint in any layout ``model.checkpoint`` reads (ours, our Lightning
-  training checkpoints, TAO's, the original release, a Hugging Face folder). The
+  training checkpoints, TAO's, the original release, a Hugging Face folder or hub id). The
   architecture comes from the checkpoint when it records one (ours, our training
   checkpoints, Hugging Face), else from the spec's ``model`` section (TAO, original).
 """
@@ -17,6 +17,7 @@ import torch
 
 from ..data import fileio
 from ..errors import CheckpointError, SpecError
+from ..model.checkpoint.locate import locate_checkpoint, missing_model_message
 from ..utils.cpu import flush_denormals
 from .backend import TorchBackend
 from .devices import resolve_device
@@ -56,9 +57,7 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
 
     path = os.fspath(path)
     with fileio.spec_keys({path: key}):     # an unreachable URL (credentials, bucket) names the key
-        if raw is None and not fileio.exists(path):
-            raise CheckpointError(f"{key}: checkpoint '{fileio.redact(path)}' does not exist")
-        raw = raw if raw is not None else read_checkpoint(path)
+        raw = raw if raw is not None else read_checkpoint(locate_checkpoint(path, key))
     config = _recorded_config(raw)
     if config is not None:
         config["load_text_weights"] = False       # the checkpoint holds the text encoder's weights
@@ -82,8 +81,8 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
     """A backend running ``path`` on ``device`` (default: first of ``gpu_ids`` when CUDA is there, else CPU).
     ``raw``: a checkpoint file already read (see :func:`load_torch_model`).
 
-    Raises :class:`SpecError` for an empty path, :class:`CheckpointError` for a missing or
-    unreadable file, ``TensorRTUnavailable`` for an engine.
+    Raises :class:`SpecError` for an empty path, :class:`CheckpointError` for a missing (listing
+    the model files in its folder) or unreadable file, ``TensorRTUnavailable`` for an engine.
     """
     path = os.fspath(path) if path is not None else ""
     if not path or path == "???":
@@ -97,7 +96,7 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
 
         with fileio.spec_keys({path: key}):     # an unreachable URL (credentials, bucket) names the key
             if not fileio.isfile(path):
-                raise CheckpointError(f"{key}: ONNX file '{fileio.redact(path)}' does not exist")
+                raise CheckpointError(missing_model_message(path, key, "ONNX file"))
             return OnnxBackend(path, device=resolved, text_encoder_type=text_encoder_type)
     loaded = load_torch_model(path, model_section, key=key, raw=raw)
     return TorchBackend(loaded.model, device=resolved, source=path)

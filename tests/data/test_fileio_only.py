@@ -99,6 +99,7 @@ def package_calls() -> collections.Counter:
 LAYER = "data/fileio.py"
 
 _RESULTS = "writes / reads our own results folder (results_dir is local: config/validate.py refuses URLs)"
+_MISSING = "lists the local folder of a missing local model file for the error (URLs get fileio's message first)"
 _CACHE = "the project's cache folder (archives extracted, URLs fetched), never a user path"
 
 #: ``(module, function, call): (count, why it never touches a user-given location)``.
@@ -172,7 +173,6 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("actions/quickstart.py", "run_quickstart", "shutil.rmtree"): (1, "quickstart's own output folder (--fresh)"),
     ("actions/quickstart.py", "run_quickstart", "open"): (1, "the evaluation results quickstart just wrote"),
     # -- command line and spec tooling
-    ("cli.py", "dataset_tools", "open"): (1, "source files of the package's own dataset tools"),
     ("config/loader.py", "read_spec_file", "open"): (
         1, "the -e spec file: a command-line argument, not a spec key (TAO's launcher writes it locally)"),
     ("config/artifacts.py", "stale_artifacts", ".read_text"): (1, "the repository's generated schemas/"),
@@ -180,6 +180,20 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("config/compat.py", "check_templates", "glob.glob"): (1, "TAO's packaged templates (a developer tool)"),
     ("config/compat.py", "compare_all", ".read_text"): (1, "TAO's packaged schemas (a developer tool)"),
     ("config/compat.py", "main", ".is_dir"): (1, "TAO's packaged skill folder (a developer tool)"),
+    # -- model files by name: hub ids and the "does not exist" message
+    ("cli_help.py", "module_tree", "open"): (1, "reads the package's own action sources (help without importing)"),
+    ("model/checkpoint/hub.py", "download_hub_model", "os.listdir"): (1, "the Hugging Face hub cache folder"),
+    ("model/checkpoint/hub.py", "looks_like_hub_id", "os.path.exists"): (
+        1, "only strings of the hub-id form owner/name, never URLs: is it a local path or a hub id?"),
+    ("model/checkpoint/hub.py", "looks_like_hub_id", "os.path.isdir"): (
+        1, "only strings of the hub-id form owner/name, never URLs: is it a local path or a hub id?"),
+    ("model/checkpoint/locate.py", "_holds", ".is_dir"): (1, _MISSING),
+    ("model/checkpoint/locate.py", "_holds", "os.scandir"): (1, _MISSING),
+    ("model/checkpoint/locate.py", "missing_model_message", "os.path.isdir"): (2, _MISSING),
+    ("model/checkpoint/locate.py", "model_files", ".is_dir"): (1, _MISSING),
+    ("model/checkpoint/locate.py", "model_files", ".is_file"): (1, _MISSING),
+    ("model/checkpoint/locate.py", "model_files", "os.path.isfile"): (1, _MISSING),
+    ("model/checkpoint/locate.py", "model_files", "os.scandir"): (1, _MISSING),
 }
 
 

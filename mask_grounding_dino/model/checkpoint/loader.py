@@ -16,6 +16,7 @@ from ...data import fileio
 from ...errors import CheckpointError
 from .hf import hf_config_to_kwargs, hf_to_ours, read_hf_folder
 from .io import read_safetensors, torch_load
+from .locate import locate_checkpoint
 from .native import is_native
 from .official import official_to_ours
 from .summary import LoadSummary, apply_state_dict
@@ -36,8 +37,9 @@ def _tensor_dict(obj) -> bool:
 
 
 def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
-    """Read and classify ``path`` (file or folder, local or a URL) without building a model."""
-    path = str(path)
+    """Read and classify ``path`` (file or folder, local or a URL, or a Hugging Face hub id) without
+    building a model."""
+    path = locate_checkpoint(path)
     if fileio.isdir(path):
         config, state = read_hf_folder(fileio.local_copy(path))
         return RawCheckpoint(path, "hf", state, model_config=hf_config_to_kwargs(config))
