@@ -32,6 +32,15 @@ _NOT_DRAWN = {"loss_xy", "loss_hw"}
 _COCO_GROUPS = ("[bbox]", "[segm]")
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never a window, works without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _split_variant(key: str) -> tuple[str, str, str]:
     for suffix, label, style in _VARIANTS:
         if suffix and key.endswith(suffix):
@@ -114,12 +123,13 @@ def _plain_numbers(ax) -> None:
     ax.yaxis.set_major_formatter(plain)
 
 
-def plot_losses(results_dir: str, path: str) -> bool:
-    import matplotlib.pyplot as plt
+def loss_figure(results_dir: str):
+    """The figure of ``plots/loss.png`` (a matplotlib Figure), or None without a history."""
+    plt = _pyplot()
 
     history = {row["step"]: row for row in read_jsonl(os.path.join(results_dir, "history.jsonl")) if "step" in row}
     if not history:
-        return False
+        return None
     panels = _loss_panels(history, read_jsonl(os.path.join(results_dir, "val_metrics.jsonl")))
     cols = 3 if len(panels) > 4 else 2
     rows = math.ceil(len(panels) / cols)
@@ -149,9 +159,7 @@ def plot_losses(results_dir: str, path: str) -> bool:
     fig.suptitle("Training losses (solid: last decoder layer, dashed: encoder proposals, dotted: denoising)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def _metric_panels(vals: dict[int, dict]) -> tuple[list[tuple[str, list[tuple]]], list[str]]:
@@ -189,17 +197,19 @@ def _metric_panels(vals: dict[int, dict]) -> tuple[list[tuple[str, list[tuple]]]
     return panels, absent
 
 
-def plot_metrics(results_dir: str, path: str) -> bool:
-    import matplotlib.pyplot as plt
+def metrics_figure(results_dir: str):
+    """The figure of ``plots/metrics.png``, or None without validation metrics."""
     from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
 
     vals = {row["epoch"]: row for row in read_jsonl(os.path.join(results_dir, "val_metrics.jsonl"))
             if "epoch" in row and isinstance(row.get("metrics"), dict)}
     if not vals:
-        return False
+        return None
     panels, absent = _metric_panels(vals)
     if not panels:
-        return False
+        return None
     cols = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.3 * rows + 0.4), squeeze=False)
@@ -222,21 +232,21 @@ def plot_metrics(results_dir: str, path: str) -> bool:
         fig.text(0.5, 0.005, "not applicable in this validation set (no objects of that size), left out: "
                  + ", ".join(absent), ha="center", va="bottom", fontsize=7, wrap=True)
     fig.tight_layout(rect=(0, 0.04 if absent else 0, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def plot_history(results_dir: str) -> list[str]:
     """Write the PNG plots; returns their paths (empty when there is nothing to plot)."""
-    import matplotlib
+    plt = _pyplot()
 
-    matplotlib.use("Agg")
     out_dir = os.path.join(results_dir, "plots")
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for name, draw in (("loss.png", plot_losses), ("metrics.png", plot_metrics)):
-        path = os.path.join(out_dir, name)
-        if draw(results_dir, path):
+    for name, build in (("loss.png", loss_figure), ("metrics.png", metrics_figure)):
+        fig = build(results_dir)
+        if fig is not None:
+            path = os.path.join(out_dir, name)
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
             written.append(path)
     return written
