@@ -61,7 +61,7 @@ def command_line_wins(cfg, origins: SpecOrigins, action: str) -> str | None:
     others = [f"{name}.results_dir" for name, _ in ignored if name != first[0]]
     also = f" (and {', '.join(others)} there)" if others else ""
     return (f"notice: results_dir={cfg.results_dir} from the command line wins: {first[0]}.results_dir in "
-            f"{first[1]}{also} is ignored; to choose the {action} folder itself, pass {action}.results_dir=FOLDER")
+            f"{first[1]}{also} is ignored; to choose the {first[0]} folder itself, pass {first[0]}.results_dir=FOLDER")
 
 
 def folders_comment(cfg, action: str, notice: str | None = None) -> str:

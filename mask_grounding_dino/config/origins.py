@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .problems import Path
+#: A key path inside the spec: section and key names, and list indices.
+Path = tuple[str | int, ...]
 
 FILE = "file"
 OVERRIDE = "override"
@@ -31,7 +32,13 @@ class SpecOrigins:
     def __init__(self) -> None:
         self._origins: dict[Path, Origin] = {}
 
+    def add_file_lines(self, lines: dict[Path, str]) -> None:
+        """Record the file's ``path -> "spec.yaml:12"`` map (every key and list item of the file)."""
+        for path, where in lines.items():
+            self._origins[tuple(path)] = Origin(FILE, where)
+
     def set(self, path: Path, origin: Origin) -> None:
+        """Record ``origin`` for ``path`` and everything below it (an override replaces a section)."""
         size = len(path)
         for known in [p for p in self._origins if p[:size] == path]:
             del self._origins[known]
@@ -39,7 +46,7 @@ class SpecOrigins:
 
     def of(self, path: Path) -> Origin | None:
         """The origin of ``path``: its own, else that of the nearest section above it that was set."""
-        for size in range(len(path), 0, -1):
+        for size in range(len(path), -1, -1):
             found = self._origins.get(tuple(path[:size]))
             if found is not None:
                 return found

@@ -59,8 +59,17 @@ def checkpoint_position(ckpt: dict) -> Position | None:
     """The position stored by Lightning, or None for a file without training state."""
     if not all(key in ckpt for key in _TRAINING_KEYS):
         return None
-    batches = ckpt["loops"].get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-    return Position(int(ckpt.get("epoch", 0)), int(ckpt.get("global_step", 0)), bool(batches.get("is_last_batch")))
+    fit = ckpt["loops"].get("fit_loop", {})
+    ends_epoch = bool(fit.get("epoch_loop.batch_progress", {}).get("is_last_batch"))
+    step = int(ckpt.get("global_step", 0))
+    epochs = fit.get("epoch_progress", {}).get("current", {})
+    if "completed" not in epochs or "started" not in epochs:
+        return Position(int(ckpt.get("epoch", 0)), step, ends_epoch)
+    completed = int(epochs["completed"])
+    if int(epochs["started"]) > completed:  # saved inside an epoch (after a batch, or at its end)
+        return Position(completed, step, ends_epoch)
+    # Saved between epochs (when training ended): Lightning's "epoch" already counts the next one.
+    return Position(max(completed - 1, 0), step, completed > 0)
 
 
 @dataclass

@@ -171,3 +171,74 @@ def test_a_folder_with_logs_but_no_checkpoint_continues_its_logs(assets, tmp_pat
     lines = (folder / "status.json").read_text().splitlines()
     assert lines[0] == '{"status": "FAILURE", "message": "an earlier attempt"}' and len(lines) > 2
     assert checkpoint_name(0, 4) in os.listdir(folder)
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["spec-pins-train-folder", "spec-sets-results_dir-only"])
+def test_the_readme_pattern_leaves_the_finished_run_untouched(assets, finished, tmp_path, capsys, pinned):
+    """The reported damage, end to end: ``train -e <finished run's spec> results_dir=<elsewhere>
+    train.num_epochs=1`` trains in ``<elsewhere>/train``, and a conflicting run in the finished
+    folder is refused; the finished run's files and the spec file stay byte-identical.
+
+    ``pinned``: the spec also sets ``train.results_dir`` / ``evaluate.results_dir`` (as specs
+    written by quickstart did): the results_dir typed on the command line wins, with one notice.
+    Before, that spec sent the run into the finished folder, which it damaged."""
+    root, folder = finished
+    spec = assets.spec(root, REFERENCE)
+    if pinned:
+        spec["train"]["results_dir"] = str(folder)
+        spec["evaluate"] = {"results_dir": str(root / "evaluate")}
+    spec_path = write_spec(tmp_path / "spec.yaml", spec)
+    before, spec_bytes = tree_hashes(root), (tmp_path / "spec.yaml").read_bytes()
+    exp1 = tmp_path / "exp1"
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared
+    try:
+        assert main(["train", "-e", spec_path, f"results_dir={exp1}", "train.num_epochs=1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out.splitlines()
+    first = [f"train: writing to {exp1 / 'train'} (new folder)"]
+    if pinned:
+        first.insert(0, f"notice: results_dir={exp1} from the command line wins: train.results_dir in "
+                        f"{spec_path}:{_line_of(spec_path, 'results_dir', in_section='train')} (and "
+                        "evaluate.results_dir there) is ignored; to choose the train folder itself, pass "
+                        "train.results_dir=FOLDER")
+    assert out[:len(first)] == first
+    assert checkpoint_name(0, 4) in os.listdir(exp1 / "train")
+    assert tree_hashes(root) == before and (tmp_path / "spec.yaml").read_bytes() == spec_bytes
+
+    line = refused(spec_path, capsys, "train.num_epochs=1")  # the finished folder itself: a conflict
+    assert line.startswith(f"error: {folder}: its checkpoint model_epoch_001_step_00008.pth has trained 2 epochs")
+    assert tree_hashes(root) == before and (tmp_path / "spec.yaml").read_bytes() == spec_bytes
+
+
+def _line_of(path, key: str, in_section: str) -> int:
+    """1-based line of ``key:`` inside the top-level ``in_section:`` block of a YAML file."""
+    inside = False
+    for number, text in enumerate(open(path, encoding="utf-8"), start=1):
+        if not text.startswith(" "):
+            inside = text.startswith(f"{in_section}:")
+        elif inside and text.strip().startswith(f"{key}:"):
+            return number
+    raise AssertionError(f"{in_section}.{key} not in {path}")
+
+
+def test_a_run_whose_last_checkpoint_was_written_when_training_ended(assets, tmp_path, capsys):
+    """Without an interval checkpoint in the run, the only one is written when training ends,
+    where Lightning's stored epoch already counts the next epoch: that run (2 epochs) was read
+    as 3 epochs trained, so rerunning the finished quickstart was refused."""
+    from engine_helpers import train_in_process
+
+    no_val = {"dataset.val_data_sources": {"image_dir": "", "json_file": ""}}
+    spec = assets.spec(tmp_path / "results", {**no_val, "train.checkpoint_interval": 100})
+    folder = train_in_process(spec, tmp_path / "spec.yaml")
+    assert sorted(n for n in os.listdir(folder) if n.endswith(".pth")) == [LATEST_NAME, checkpoint_name(1, 8)]
+    capsys.readouterr()
+    before = tree_hashes(folder)
+    train_in_process(spec, tmp_path / "again.yaml")
+    assert capsys.readouterr().out.splitlines()[0].startswith(
+        f"train: {folder} already holds this run trained to epoch 2/2 ({checkpoint_name(1, 8)}): nothing left")
+    line = refused(tmp_path / "spec.yaml", capsys, "train.num_epochs=1")
+    assert f"its checkpoint {checkpoint_name(1, 8)} has trained 2 epochs, more than train.num_epochs=1" in line
+    assert tree_hashes(folder) == before
