@@ -94,12 +94,16 @@ def _action_parser(action: str) -> argparse.ArgumentParser:
 
 def run_action(action: str, argv: list[str]) -> int:
     args = _action_parser(action).parse_intermixed_args(argv)
-    from .config.loader import dump_spec, load_spec
+    from .actions.folders import command_line_wins, folders_comment
+    from .config.loader import dump_spec, load_spec_with_origins
 
-    cfg = load_spec(args.spec, args.overrides)
-    if args.print_spec:
-        sys.stdout.write(dump_spec(cfg))
+    cfg, origins = load_spec_with_origins(args.spec, args.overrides)
+    notice = command_line_wins(cfg, origins, action)
+    if args.print_spec:  # comments first: the output stays a loadable spec
+        sys.stdout.write(folders_comment(cfg, action, notice) + dump_spec(cfg))
         return 0
+    if notice:
+        print(notice)
     module_name = f"mask_grounding_dino.actions.{action}"
     try:
         module = importlib.import_module(module_name)

@@ -7,18 +7,14 @@ import os
 from dataclasses import dataclass
 
 from ..config import save_spec
+from .folders import action_folder, announce
 
 
 def action_results_dir(cfg, action: str) -> str:
-    """The action's own ``results_dir``, else ``<results_dir>/<action>`` (TAO's layout), created."""
-    section = getattr(cfg, action, None)
-    own = getattr(section, "results_dir", "") if section is not None else ""
-    if own:
-        path = own
-    elif cfg.results_dir:
-        path = os.path.join(cfg.results_dir, action) if action != "train" else cfg.results_dir
-    else:
-        path = os.path.join("results", action)
+    """The action's own ``results_dir``, else ``<results_dir>/<action>`` (TAO's layout), absolute;
+    says where the action writes (its first line) and creates the folder."""
+    path = action_folder(cfg, action)
+    announce(action, path)
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -58,9 +54,11 @@ def open_model_run(cfg, action: str, split: str, section) -> ModelRun:
     from ..deploy.action_model import loader_divisibility, model_path, open_action_model
     from ..deploy.detector import Detector, Thresholds
 
+    results_dir = action_folder(cfg, action)
+    announce(action, results_dir)  # the action's first line; the folder is made once the model loads
     path, _ = model_path(cfg, action)
     backend = open_action_model(cfg, action)
-    results_dir = action_results_dir(cfg, action)
+    os.makedirs(results_dir, exist_ok=True)
     save_resolved_spec(cfg, results_dir, action)
     tp = backend.text_processor
     dataset = build_dataset(cfg, split, text_processor=tp)

@@ -12,6 +12,7 @@ from ..errors import SpecError
 from .build import SpecBuilder
 from .experiment import ExperimentConfig
 from .hints import field_kinds
+from .origins import OVERRIDE, Origin, SpecOrigins
 from .overrides import SHORTHAND_KEYS, apply_override, deep_merge, expand_shorthand, parse_override, split_key
 from .problems import Path, Problems, format_path
 from .validate import validate_spec
@@ -26,14 +27,21 @@ def load_spec(path: str | os.PathLike | None = None, overrides: list[str] | dict
     ``{"train.num_epochs": 3, "dataset.val_data_sources": {...}}``). Raises
     :class:`SpecError` listing every problem, one line each, with file and line.
     """
+    return load_spec_with_origins(path, overrides, base)[0]
+
+
+def load_spec_with_origins(path: str | os.PathLike | None = None,
+                           overrides: list[str] | dict[str, Any] | None = None,
+                           base: dict | None = None) -> tuple[ExperimentConfig, SpecOrigins]:
+    """:func:`load_spec`, also returning where each key came from (the file or an override)."""
     problems = Problems()
     tree = spec_to_dict(ExperimentConfig())
     if base:
         deep_merge(tree, base)
     if path is not None:
-        data, origins = read_spec_file(path, problems)
+        data, lines = read_spec_file(path, problems)
         deep_merge(tree, data)
-        problems.origins.update(origins)
+        problems.origins.add_file_lines(lines)
     for key, value, label in _override_items(overrides, problems):
         try:
             resolved = apply_override(tree, expand_shorthand(split_key(key), set(field_kinds(ExperimentConfig))),
@@ -41,11 +49,11 @@ def load_spec(path: str | os.PathLike | None = None, overrides: list[str] | dict
         except SpecError as exc:
             problems.lines.extend(exc.problems)
             continue
-        problems.set_origin(resolved, label)
+        problems.origins.set(resolved, Origin(OVERRIDE, label))
     cfg = SpecBuilder(ExperimentConfig, problems, SHORTHAND_KEYS).build(tree)
     validate_spec(cfg, problems)  # values that failed to build kept their (valid) defaults
     problems.raise_if_any()
-    return cfg
+    return cfg, problems.origins
 
 
 def _override_items(overrides: list[str] | dict[str, Any] | None, problems: Problems):

@@ -62,6 +62,43 @@ class OptimConfig:
                     "(0: no warm-up, as TAO).")
 
 
+#: What ``train.checkpointer`` ranks by when ``monitor`` / ``mode`` are unset (the network's default).
+DEFAULT_MONITOR = "[bbox] val_mAP@50"
+DEFAULT_MONITOR_MODE = "max"
+
+
+@dataclass
+class CheckpointerConfig:
+    """Best-checkpoint saving and retention (TAO 7.3's ``train.checkpointer``)."""
+
+    enable_topk: bool = spec_field(
+        False, title="Keep best checkpoints",
+        description="Also save the checkpoints with the best monitored validation metric (model_best_*.pth).")
+    replace_periodic: bool = spec_field(
+        False, title="Replace periodic checkpoints",
+        description="With enable_topk: keep only the newest periodic checkpoint (what a resume continues "
+                    "from) besides the best ones; older periodic checkpoints of this run are deleted.")
+    monitor: str | None = spec_field(
+        None, title="Monitored metric",
+        description=f"Validation metric that ranks checkpoints; unset: {DEFAULT_MONITOR}.")
+    mode: str | None = spec_field(
+        None, title="Monitor direction", valid_options=("min", "max"),
+        description="max keeps the highest values, min the lowest; unset: min for a loss, else max.")
+    save_top_k: int = spec_field(
+        1, title="Best checkpoints kept", valid_min=1,
+        description="How many best checkpoints to keep.")
+    filename: str = spec_field(
+        "model_best_{epoch:03d}", title="Best-checkpoint name",
+        description="File name pattern (without .pth) of best checkpoints; {epoch} and {step} are filled in "
+                    "(TAO's 0-based epoch index).")
+    dirpath: str | None = spec_field(
+        None, title="Best-checkpoint folder",
+        description="Folder for best checkpoints; unset: the training results folder.")
+    auto_insert_metric_name: bool = spec_field(
+        False, title="Name fields in file names",
+        description="Write each pattern field as name_value (epoch_003) instead of the value alone.")
+
+
 @dataclass
 class TrainConfig:
     """Devices, duration, checkpoints and optimisation of a training run."""
@@ -89,6 +126,9 @@ class TrainConfig:
     checkpoint_interval_unit: str = spec_field(
         "epoch", title="Checkpoint interval unit", valid_options=("epoch", "step"),
         description="Whether checkpoint_interval counts epochs or optimiser steps.")
+    checkpointer: CheckpointerConfig = spec_field(
+        CheckpointerConfig(), title="Best checkpoints", automl_enabled=False,
+        description="Best-checkpoint saving by a validation metric, and how many periodic checkpoints to keep.")
     validation_interval: int = spec_field(
         1, title="Validation interval", valid_min=1, popular=True,
         description="Run validation every this many epochs.")

@@ -16,12 +16,20 @@ from ..errors import CheckpointError
 from ..utils.atomic import atomic_torch_save
 
 
-def load_checkpoint_file(path: str, map_location: Any = "cpu") -> dict:
-    """``torch.load(path, weights_only=True)`` with a clear error for non-checkpoints."""
+def load_checkpoint_file(path: str, map_location: Any = "cpu", mmap: bool = False) -> dict:
+    """``torch.load(path, weights_only=True)`` with a clear error for non-checkpoints.
+
+    ``mmap``: map the tensors instead of reading them (cheap when only metadata or shapes are needed).
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(path, map_location=map_location, weights_only=True)  # legacy format: no mmap
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe checkpoint"
         raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint "
                               f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc

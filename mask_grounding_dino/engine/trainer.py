@@ -14,10 +14,11 @@ import warnings
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..errors import SpecError
 from .checkpoint_io import AtomicCheckpointIO
+from .csv_log import AppendingCSVLogger
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,9 @@ def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | N
     tc = cfg.train
     accelerator, devices = _devices(tc)
     strategy = _strategy(tc, accelerator, devices)
+    # Both continue in the same folders when a run resumes (new event file; rows appended).
     loggers = [TensorBoardLogger(results_dir, name="tensorboard", version=""),
-               CSVLogger(results_dir, name="csv_logs", version="")]
+               AppendingCSVLogger(results_dir, name="csv_logs", version="")]
     wandb = wandb_logger(cfg, results_dir)
     if wandb is not None:
         loggers.append(wandb)

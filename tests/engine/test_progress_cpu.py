@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from mask_grounding_dino.engine.progress import ProgressLines
+from mask_grounding_dino.engine.progress import ProgressBar, ProgressLines, epoch_label
 from mask_grounding_dino.utils.cpu import flush_denormals
 
 
@@ -30,6 +30,18 @@ def test_progress_lines_print_epoch_step_loss_lr_and_time_left(capsys):
     assert capsys.readouterr().out == ""
     quiet.on_train_epoch_end(fake_trainer(100), None)     # but always at the end of an epoch
     assert "step 100/800" in capsys.readouterr().out
+
+
+def test_the_bar_counts_epochs_as_the_lines_do():
+    """Lightning's bar said "Epoch 1" in the epoch the lines call "epoch 2/8"."""
+    from tqdm import tqdm
+
+    trainer = SimpleNamespace(**vars(fake_trainer(100)), num_training_batches=100, max_steps=-1)
+    bar = ProgressBar()
+    bar._trainer = trainer
+    bar.train_progress_bar = tqdm(total=100, disable=True)
+    bar.on_train_epoch_start(trainer)
+    assert epoch_label(trainer) == "epoch 2/8" and bar.train_progress_bar.desc == "Epoch 2/8: "  # tqdm adds ": "
 
 
 def test_flush_denormals_turns_subnormal_results_into_zero():

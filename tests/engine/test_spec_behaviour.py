@@ -20,10 +20,10 @@ NO_VAL = {"dataset.val_data_sources": {"image_dir": "", "json_file": "", "data_t
 
 
 def _run(assets, tmp_path, overrides: dict, *, max_steps: int = -1, keep_initial: bool = False):
-    """Train in this process with a recorder; returns (results_dir, record)."""
-    results = tmp_path / "results"
-    train_in_process(assets.spec(results, overrides), tmp_path / "spec.yaml",
-                     callbacks=[RunRecorder(tmp_path / "record", keep_initial=keep_initial)], max_steps=max_steps)
+    """Train in this process with a recorder; returns (training folder, record)."""
+    results = train_in_process(assets.spec(tmp_path / "results", overrides), tmp_path / "spec.yaml",
+                               callbacks=[RunRecorder(tmp_path / "record", keep_initial=keep_initial)],
+                               max_steps=max_steps)
     return results, read_record(tmp_path / "record")
 
 
@@ -63,7 +63,7 @@ def test_everything_trains_in_train_mode_but_frozen_parts(tuned_run):
 
 
 def test_training_after_validation_is_in_train_mode(reference_run):
-    record = read_record(reference_run.parent / "record")
+    record = read_record(reference_run.parents[1] / "record")
     epoch1 = [b for b in record["batches"] if b["epoch"] == 1]
     assert epoch1 and all(b["eval_modules"] == [] for b in record["batches"])
 

@@ -46,16 +46,16 @@ def _labels_from_predictions(gt_path, results_path, out_path, per_image: int = 3
 
 
 def test_validation_and_evaluate_give_identical_metrics(reference_run, tmp_path):
-    spec = load_spec(str(reference_run.parent / "spec.yaml"))
+    spec = load_spec(str(reference_run.parents[1] / "spec.yaml"))
     checkpoint = find_resume_checkpoint(str(reference_run))
-    first = _evaluate(load_spec(str(reference_run.parent / "spec.yaml")), checkpoint,
+    first = _evaluate(load_spec(str(reference_run.parents[1] / "spec.yaml")), checkpoint,
                       spec.dataset.val_data_sources.json_file, tmp_path / "first")
     labels = tmp_path / "labels.json"
     _labels_from_predictions(spec.dataset.val_data_sources.json_file, tmp_path / "first" / "annotations_results.json",
                              labels)
 
     # Validation exactly as training runs it: the module's validation hooks under a Trainer.
-    cfg = load_spec(str(reference_run.parent / "spec.yaml"))
+    cfg = load_spec(str(reference_run.parents[1] / "spec.yaml"))
     cfg.dataset.val_data_sources.json_file = str(labels)
     cfg.train.results_dir = str(tmp_path / "validation")
     (tmp_path / "validation").mkdir()
@@ -68,7 +68,7 @@ def test_validation_and_evaluate_give_identical_metrics(reference_run, tmp_path)
                enable_model_summary=False).validate(module, loader, verbose=False)
     validated = read_jsonl(str(tmp_path / "validation" / "val_metrics.jsonl"))[-1]["metrics"]
 
-    tested = _evaluate(load_spec(str(reference_run.parent / "spec.yaml")), checkpoint, labels, tmp_path / "second")
+    tested = _evaluate(load_spec(str(reference_run.parents[1] / "spec.yaml")), checkpoint, labels, tmp_path / "second")
     renamed = {k.replace(" val_", " test_"): v for k, v in validated.items()}
     assert len(renamed) >= 24 and set(renamed) <= set(tested), (sorted(renamed), sorted(tested))
     # Exact equality: one scorer, one post-processing, the same batches (no tolerance needed).
