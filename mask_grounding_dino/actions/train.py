@@ -53,18 +53,22 @@ def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
 
     eval_info, val = None, None
     module_spec = spec_to_dict(cfg)
-    module = GroundingModule(module_spec)
+    resume = find_resume_checkpoint(results_dir, cfg.train.resume_training_checkpoint_path or None)
+    pretrained = cfg.train.pretrained_model_path if resume is None else None
+    # A checkpoint provides the text encoder's weights: build its architecture only (no download).
+    module = GroundingModule(module_spec, load_text_weights=not (resume or pretrained))
+    if pretrained:
+        from ..model.checkpoint import load_checkpoint
+        from ..model.text_encoder import complete_text_weights
+        summary = load_checkpoint(module.model, pretrained)
+        print(summary.report() if hasattr(summary, "report") else str(summary))
+        complete_text_weights(module.model, summary, cfg.model.text_encoder_type)
     tp = module.text_processor
     train = train_loader(cfg, tp)
     if _has_val(cfg):
         val, eval_info = eval_loader(cfg, "val", tp)
         module.eval_data = eval_info
 
-    resume = find_resume_checkpoint(results_dir, cfg.train.resume_training_checkpoint_path or None)
-    if resume is None and cfg.train.pretrained_model_path:
-        from ..model.checkpoint import load_checkpoint
-        summary = load_checkpoint(module.model, cfg.train.pretrained_model_path)
-        print(summary.report() if hasattr(summary, "report") else str(summary))
     if resume:
         print(f"Resuming from {resume}")
 

@@ -103,6 +103,21 @@ def test_a_grounding_dino_checkpoint_initialises_the_mask_model(train_assets, tm
     assert any(not torch.equal(initial[k], donor[k]) for k in fresh)
 
 
+def test_a_warm_start_without_the_text_encoder_takes_it_from_text_encoder_type(train_assets, tmp_path):
+    """The model is built without text weights when a checkpoint follows; a checkpoint without
+    ``bert.*`` then gets the pretrained weights of model.text_encoder_type (here a local folder),
+    never a random text encoder."""
+    from transformers import AutoModel
+
+    data, text_encoder = train_assets
+    donor = _donor_state(data, text_encoder, tmp_path)
+    torch.save({k: v for k, v in donor.items() if not k.startswith("bert.")}, tmp_path / "detector_only.pth")
+    initial = _warm_start(data, text_encoder, tmp_path, tmp_path / "detector_only.pth")
+    pretrained = AutoModel.from_pretrained(text_encoder).state_dict()
+    text_keys = [k for k in initial if k.startswith("bert.") and not k.startswith("bert.pooler.")]
+    assert text_keys and all(torch.equal(initial[k], pretrained[k[len("bert."):]]) for k in text_keys)
+
+
 def test_a_missing_pretrained_model_is_a_user_error(train_assets, tmp_path, capsys):
     data, text_encoder = train_assets
     spec = write_spec(tmp_path / "spec.yaml", tiny_spec(data, text_encoder, tmp_path / "results",
