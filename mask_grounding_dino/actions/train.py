@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 
 import lightning.pytorch as pl
 
@@ -20,7 +19,8 @@ from ..engine.history import HistoryCallback
 from ..engine.module import GroundingModule
 from ..engine.progress import ProgressBar, ProgressLines, format_seconds
 from ..engine.status import StatusCallback
-from ..engine.trainer import build_trainer
+from ..engine.trainer import build_trainer, quiet_lightning
+from ..utils.cpu import flushed_denormals
 from .common import print_table, save_resolved_spec
 
 
@@ -36,10 +36,6 @@ def _results_dir(cfg) -> str:
 def _has_val(cfg) -> bool:
     src = cfg.dataset.val_data_sources
     return bool(src.json_file and src.image_dir)
-
-
-# Frozen parts (train.freeze) are kept in eval mode on purpose (engine/module.py).
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list | None = None) -> int:
@@ -80,9 +76,11 @@ def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
         engine_callbacks.append(ProgressBar())
     elif progress_bar:
         engine_callbacks.append(ProgressLines())
-    trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=bar)
     start = time.time()
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
+    # Both settings hold for this training only: the caller's process is left as it was.
+    with quiet_lightning(), flushed_denormals():
+        trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=bar)
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
     if trainer.is_global_zero:
         rows = [("results", results_dir), ("epochs", str(trainer.current_epoch)),
                 ("steps", str(trainer.global_step)), ("time", format_seconds(time.time() - start))]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CheckpointError, SpecError
-from ..utils.cpu import flush_denormals
 from .backend import TorchBackend
 from .devices import resolve_device
 from .tensorrt import engine_error, is_engine_path
@@ -88,7 +87,6 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
         raise SpecError(f"{key}: required; give a .pth checkpoint or an .onnx file")
     if is_engine_path(path):
         raise engine_error(path, key)
-    flush_denormals()     # trained weights hold subnormal values that slow CPU math (utils/cpu.py)
     resolved = resolve_device(device, gpu_ids)
     if is_onnx_path(path):
         from .onnx_runner import OnnxBackend

@@ -21,7 +21,6 @@ from ..model.criterion import SetCriterion
 from ..model.postprocess import PostProcessor
 from ..text import TextProcessor
 from ..utils.atomic import atomic_write_json
-from ..utils.cpu import flush_denormals
 from .evaluation import EvalRunner
 from .optim import apply_freeze, build_optimizer, build_scheduler, warmup_factor
 
@@ -39,7 +38,6 @@ class GroundingModule(pl.LightningModule):
 
     def __init__(self, spec: dict, eval_data: dict | None = None, *, load_text_weights: bool = True):
         super().__init__()
-        flush_denormals()     # subnormal weights/gradients slow CPU training 2x (utils/cpu.py)
         self.save_hyperparameters({"spec": spec})
         self.cfg = load_spec(base=spec)
         cfg = self.cfg

@@ -118,6 +118,36 @@ def test_a_warm_start_without_the_text_encoder_takes_it_from_text_encoder_type(t
     assert text_keys and all(torch.equal(initial[k], pretrained[k[len("bert."):]]) for k in text_keys)
 
 
+def test_training_leaves_the_process_settings_as_they_were(train_assets, tmp_path):
+    """Flushing subnormals and muting Lightning's noise hold for the training only: afterwards the
+    caller's denormal setting, warning filters and Lightning's logger are as they were."""
+    import logging
+    import warnings
+
+    from lightning.pytorch.callbacks import Callback
+
+    from mask_grounding_dino.utils.cpu import denormals_flushed
+
+    class FlushSeen(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, *args):
+            self.seen.append(denormals_flushed())
+
+    data, text_encoder = train_assets
+    torch.set_flush_denormal(False)
+    filters = list(warnings.filters)
+    lightning_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger_filters = list(lightning_logger.filters)
+    spec = tiny_spec(data, text_encoder, tmp_path / "results", {**NO_VAL, "train.is_dry_run": True})
+    recorder = FlushSeen()
+    train_in_process(spec, tmp_path / "spec.yaml", callbacks=[recorder])
+    assert recorder.seen == [True]          # one dry-run step, with subnormals flushed (utils/cpu.py)
+    assert not denormals_flushed()
+    assert list(warnings.filters) == filters and lightning_logger.filters == logger_filters
+
+
 def test_a_missing_pretrained_model_is_a_user_error(train_assets, tmp_path, capsys):
     data, text_encoder = train_assets
     spec = write_spec(tmp_path / "spec.yaml", tiny_spec(data, text_encoder, tmp_path / "results",
