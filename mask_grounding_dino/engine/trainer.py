@@ -118,9 +118,15 @@ def wandb_logger(cfg, results_dir: str):
               "logging locally only")
         return None
     from lightning.pytorch.loggers import WandbLogger
-    return WandbLogger(project=wb.project or None, entity=wb.entity or None, group=wb.group or None,
-                       name=wb.name or None, tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir,
-                       resume="allow")
+    return WandbLogger(**wandb_arguments(wb, results_dir))
+
+
+def wandb_arguments(wb, results_dir: str) -> dict:
+    """``WandbLogger`` arguments from the ``wandb`` spec section (the keys Lightning does not know,
+    ``reinit``, ``sync_tensorboard``, ``save_code``, go on to ``wandb.init``)."""
+    return dict(project=wb.project or None, entity=wb.entity or None, group=wb.group or None, name=wb.name or None,
+                tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir, resume="allow",
+                reinit=bool(wb.reinit), sync_tensorboard=bool(wb.sync_tensorboard), save_code=bool(wb.save_code))
 
 
 def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | None = None,
