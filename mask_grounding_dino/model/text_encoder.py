@@ -17,12 +17,15 @@ checkpoints carry it) but is frozen and unused.
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..errors import CheckpointError, UserError
 from ..text.tokenizer import resolve_text_encoder
+from .checkpoint.io import load_failure
 
 #: Architectures of the uncased BERT ids we can build offline without a download.
 _OFFLINE_BERT = {
@@ -95,8 +98,10 @@ def build_text_encoder(text_encoder_type: str, *, config: dict | None = None, lo
                         model = AutoModel.from_pretrained(source.path)
             else:
                 model = _from_config(AutoConfig.from_pretrained(source.path))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:
             name = f"model.text_encoder_type '{text_encoder_type}'"
+            if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc):
+                raise _unsafe_weights(name, source.path, exc) from exc
             if source.local:
                 raise UserError(f"{name}: cannot load the text encoder from this folder ({_first_line(exc)}); "
                                 "it must hold a model saved with save_pretrained") from exc
@@ -111,6 +116,16 @@ def build_text_encoder(text_encoder_type: str, *, config: dict | None = None, lo
     if pooler is not None:
         pooler.requires_grad_(False)
     return model
+
+
+def _unsafe_weights(name: str, folder: str, exc: BaseException) -> CheckpointError:
+    """One line for a text encoder whose ``pytorch_model.bin`` the safe unpickler refused: what
+    it holds and how to re-save it (never torch's advice to load it unsafely)."""
+    weights = os.path.join(folder, "pytorch_model.bin")
+    error = load_failure(weights if os.path.isfile(weights) else folder, exc, placeholders=False,
+                         hint="re-save the text encoder with save_pretrained where it was made (it writes "
+                              "model.safetensors) and use that folder")
+    return CheckpointError(f"{name}: {error.problems[0]}")
 
 
 def missing_text_weights(summary) -> list[str]:

@@ -174,3 +174,35 @@ def test_text_features_are_truncated_to_max_text_len(gd):
     ti = gd.text_inputs(["red circle . blue square ."])
     feats = model.encode_text(*ti.as_tuple())
     assert feats.encoded.shape[:2] == (1, 6) and feats.self_attention_masks.shape == (1, 6, 6)
+
+
+class _RunsCommand:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_folder_with_unsafe_pickled_weights_is_refused_in_one_safe_line(tmp_path):
+    """A save_pretrained folder whose pytorch_model.bin pickles a shell command: one line naming
+    the object and how to re-save, never torch's advice to retry with weights_only=False."""
+    from transformers import BertConfig, BertModel
+
+    folder, marker = tmp_path / "encoder", tmp_path / "pwned"
+    model = BertModel(BertConfig(**{k: TINY_TEXT_CONFIG[k] for k in ("hidden_size", "num_hidden_layers",
+                                                                     "num_attention_heads", "intermediate_size")},
+                                 vocab_size=100))
+    model.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()             # only the pickled weights are left
+    torch.save({**model.state_dict(), "extra": _RunsCommand(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(UserError) as info:
+        te.build_text_encoder(str(folder))
+    message = str(info.value)
+    assert message == (f"model.text_encoder_type '{folder}': {folder / 'pytorch_model.bin'}: the file holds pickled "
+                       f"Python objects that are not safe to load ({os.system.__module__}.system); re-save the text "
+                       "encoder with save_pretrained where it was made (it writes model.safetensors) and use that "
+                       "folder")
+    assert not marker.exists()
