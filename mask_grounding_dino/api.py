@@ -26,6 +26,10 @@ normalisation, ``model`` section for checkpoints that do not record their archit
 and keyword options, which win: ``conf_threshold``, ``nms_threshold``, ``text_threshold``,
 ``ioi_threshold``, ``num_select``, ``input_size`` ((height, width) for an exact resize, None
 for TAO's aspect-preserving resize), ``batch_size``, ``max_chunk_phrases``.
+
+Process settings: the model's forward passes run with subnormal floats flushed to zero (on the
+CPU they are slow and carry nothing, ``utils/cpu.py``); the previous setting is restored after
+each call, so the caller's own float math, warning filters and logging are left as they were.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ class lists, referring expressions, drawing, and clear errors."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +170,26 @@ def test_without_a_spec_the_checkpoint_s_own_training_spec_sets_the_resize(tmp_p
     bare = tmp_path / "bare.pth"
     save_checkpoint(build_preset("tiny"), bare)
     assert Predictor.from_checkpoint(bare, device="cpu").preprocessor.input_size == (544, 960)
+
+
+def test_loading_and_predicting_leave_the_process_settings_as_they_were(checkpoint, images):
+    """Denormal flushing holds during our forward passes only, and no warning filter is added:
+    both belong to the caller's code in the same process."""
+    from mask_grounding_dino.utils.cpu import denormals_flushed
+
+    torch.set_flush_denormal(False)
+    filters = list(warnings.filters)
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", spec=SPEC, input_size=(96, 96))
+    seen = []
+    forward = predictor.backend.model.forward_features
+
+    def recording(*args, **kwargs):
+        seen.append(denormals_flushed())
+        return forward(*args, **kwargs)
+
+    predictor.backend.model.forward_features = recording
+    predictor.predict(images[0], CLASSES)
+    assert seen and all(seen)               # our own math ran with subnormals flushed (utils/cpu.py)
+    assert not denormals_flushed()
+    assert (torch.tensor([1e-39]) * 1.0).item() > 0.0       # the caller's subnormals are kept
+    assert list(warnings.filters) == filters

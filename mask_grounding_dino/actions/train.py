@@ -14,7 +14,6 @@ import copy
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -29,7 +28,8 @@ from ..engine.module import GroundingModule
 from ..engine.progress import ProgressBar, ProgressLines, format_seconds
 from ..engine.run_folder import check_model_fits, plan_training
 from ..engine.status import StatusCallback
-from ..engine.trainer import build_trainer
+from ..engine.trainer import build_trainer, quiet_lightning
+from ..utils.cpu import flushed_denormals
 from .common import print_table, save_resolved_spec
 from .folders import action_folder
 
@@ -99,10 +99,6 @@ def _checkpoint_callbacks(cfg, results_dir: str, has_val: bool) -> list[pl.Callb
     return callbacks
 
 
-# Frozen parts (train.freeze) are kept in eval mode on purpose (engine/module.py).
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
-
-
 def run(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list | None = None) -> int:
     """Train as the spec says. ``callbacks``: extra Lightning callbacks (tools, tests, AutoML)."""
     fit(cfg, max_steps=max_steps, progress_bar=progress_bar, callbacks=callbacks)
@@ -125,7 +121,16 @@ def fit(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
                         HistoryCallback(results_dir), *(callbacks or [])]
     pl.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
 
-    module = GroundingModule(spec_to_dict(cfg))
+    resume = plan.resume
+    pretrained = cfg.train.pretrained_model_path if resume is None else None
+    # A checkpoint provides the text encoder's weights: build its architecture only (no download).
+    module = GroundingModule(spec_to_dict(cfg), load_text_weights=not (resume or pretrained))
+    if pretrained:
+        from ..model.checkpoint import load_checkpoint
+        from ..model.text_encoder import complete_text_weights
+        summary = load_checkpoint(module.model, pretrained)
+        print(summary.report() if hasattr(summary, "report") else str(summary))
+        complete_text_weights(module.model, summary, cfg.model.text_encoder_type)
     tp = module.text_processor
     train = train_loader(cfg, tp)
     val = None
@@ -136,23 +141,20 @@ def fit(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
     os.makedirs(results_dir, exist_ok=True)
     save_resolved_spec(cfg, results_dir, "train")
 
-    if plan.resume is None and cfg.train.pretrained_model_path:
-        from ..model.checkpoint import load_checkpoint
-        summary = load_checkpoint(module.model, cfg.train.pretrained_model_path)
-        print(summary.report() if hasattr(summary, "report") else str(summary))
-
     # A redrawn bar on a terminal; plain lines every ~30 s in logs (one bar line per step otherwise).
     bar = progress_bar and sys.stderr.isatty()
     if bar:
         engine_callbacks.append(ProgressBar())
     elif progress_bar:
         engine_callbacks.append(ProgressLines())
-    trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=bar)
     start = time.time()
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=plan.resume)
+    # Both settings hold for this training only: the caller's process is left as it was.
+    with quiet_lightning(), flushed_denormals():
+        trainer = build_trainer(cfg, results_dir, engine_callbacks, max_steps=max_steps, enable_progress_bar=bar)
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
     seconds = time.time() - start
     ckpts = list_checkpoints(results_dir)
-    outcome = TrainOutcome(results_dir, True, ckpts[-1][2] if ckpts else None, seconds, plan.resume,
+    outcome = TrainOutcome(results_dir, True, ckpts[-1][2] if ckpts else None, seconds, resume,
                            plan.position.step if plan.position else 0, trainer.global_step)
     if trainer.is_global_zero:
         _print_summary(trainer, module, outcome)

@@ -155,8 +155,8 @@ class DatasetConfig:
         description="Most class names put into one training prompt (positives plus sampled negatives).")
     eval_class_ids: list[int] | None = spec_field(
         None, schema_default=[1], title="Evaluated class ids", automl_enabled=False,
-        description="Category ids scored by COCO evaluation; unset (the runtime default, as in TAO) scores "
-                    "every category.")
+        description="Kept for TAO compatibility, no effect: COCO evaluation scores every category (TAO's Mask "
+                    "Grounding DINO does not read this key either).")
     augmentation: AugmentationConfig = spec_field(
         AugmentationConfig(), title="Augmentation",
         description="Image resizing, cropping, flipping and normalisation.")

@@ -15,7 +15,7 @@ from .hints import field_kinds
 from .origins import OVERRIDE, Origin, SpecOrigins
 from .overrides import SHORTHAND_KEYS, apply_override, deep_merge, expand_shorthand, parse_override, split_key
 from .problems import Path, Problems, format_path
-from .validate import validate_spec
+from .validate import validate_spec, warn_keys_without_effect
 
 
 def load_spec(path: str | os.PathLike | None = None, overrides: list[str] | dict[str, Any] | None = None,
@@ -53,6 +53,7 @@ def load_spec_with_origins(path: str | os.PathLike | None = None,
     cfg = SpecBuilder(ExperimentConfig, problems, SHORTHAND_KEYS).build(tree)
     validate_spec(cfg, problems)  # values that failed to build kept their (valid) defaults
     problems.raise_if_any()
+    warn_keys_without_effect(cfg, problems)
     return cfg, problems.origins
 
 

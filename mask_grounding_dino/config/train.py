@@ -27,7 +27,8 @@ class OptimConfig:
         description="Update rule for the weights.")
     monitor_name: str = spec_field(
         "val_loss", title="Monitored quantity", valid_options=("val_loss", "train_loss"),
-        description="Scalar used to pick the best checkpoint and the AutoML objective.")
+        description="Kept for TAO compatibility, no effect: the MultiStep and StepLR schedules watch no metric "
+                    "and checkpoints are kept by train.checkpoint_interval (as in TAO).")
     lr: float = spec_field(
         2e-4, title="Learning rate", valid_min=0.0, valid_max=INF, automl_enabled=True,
         description="Base step size for every parameter outside the backbone and the projections.")
@@ -40,7 +41,8 @@ class OptimConfig:
         description="Factor applied to lr for parameters named by model.linear_proj_names.")
     momentum: float = spec_field(
         0.9, title="Momentum", valid_min=0.0, valid_max=INF, automl_enabled=True, popular=True,
-        description="Momentum for SGD (AdamW does not use it).")
+        description="Kept for TAO compatibility, no effect: the optimiser is AdamW (TAO's only one), which has "
+                    "no momentum parameter.")
     weight_decay: float = spec_field(
         1e-4, title="Weight decay", valid_min=0.0, valid_max=INF, automl_enabled=True, popular=True,
         description="Decoupled L2 penalty applied at every step.")

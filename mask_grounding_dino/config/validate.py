@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import operator
+import os
 import re
 from typing import Any
 
@@ -14,6 +16,7 @@ from .problems import Path, Problems
 _COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "!=": operator.ne,
             "==": operator.eq}
 _COND = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(\S+)\s*$")
+log = logging.getLogger(__name__)
 
 
 def validate_spec(cfg: Any, problems: Problems) -> None:
@@ -155,6 +158,52 @@ def _local_locations(cfg: Any, problems: Problems) -> None:
 CROSS_CHECKS = [_tensorrt_profile, _input_size_pairs, _local_locations]
 
 
+# -- keys accepted for TAO compatibility that change nothing -----------------------------------------
+#: Each key, and why it has no effect. A spec that gives another value than the default gets one
+#: warning line per key (:func:`warn_keys_without_effect`); config/deviations.yaml lists them too.
+NO_EFFECT: dict[str, str] = {
+    "model.fix_refpoints_hw": "reference boxes come from the encoder's proposals with a learned width and height "
+                              "(a DINO key that TAO's Grounding DINO models do not read either)",
+    "model.clip_max_norm": "TAO does not read it either; gradient clipping is train.clip_grad_norm",
+    "train.optim.monitor_name": "the MultiStep and StepLR schedules watch no metric; kept checkpoints are ranked "
+                                "by train.checkpointer.monitor (TAO hands it to Lightning, which reads it only "
+                                "for a ReduceLROnPlateau schedule)",
+    "train.optim.momentum": "the optimiser is AdamW (TAO's only one), which has no momentum parameter",
+    "dataset.eval_class_ids": "COCO evaluation scores every category (TAO's Mask Grounding DINO does not read it "
+                              "either)",
+    "encryption_key": "model files are plain PyTorch checkpoints, read and written unencrypted",
+}
+#: Keys whose value is never repeated in a message.
+_SECRET = ("encryption_key",)
+_WARNED: set[tuple[str, str]] = set()     # (key, value) already reported by this process
+
+
+def keys_without_effect(cfg: Any, problems: Problems | None = None) -> list[tuple[str, str]]:
+    """``(key, line)`` for each :data:`NO_EFFECT` key whose value in ``cfg`` is not the default;
+    the line is prefixed with where the value was written when ``problems`` knows it."""
+    defaults = type(cfg)()
+    found = []
+    for key, why in NO_EFFECT.items():
+        value = get_value(cfg, key)
+        if value != get_value(defaults, key):
+            origin = problems.origin(tuple(key.split("."))) if problems is not None else None
+            shown = "setting it" if key in _SECRET else repr(value)
+            found.append((key, f"{origin + ': ' if origin else ''}{key}: {shown} has no effect: {why}"))
+    return found
+
+
+def warn_keys_without_effect(cfg: Any, problems: Problems | None = None) -> None:
+    """Log :func:`keys_without_effect` as warnings, each key and value once per process, and only
+    in the first process of a machine (launched training processes load the same spec again)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    for key, line in keys_without_effect(cfg, problems):
+        seen = (key, repr(get_value(cfg, key)))
+        if seen not in _WARNED:
+            _WARNED.add(seen)
+            log.warning(line)
+
+
 def is_unset(value: Any) -> bool:
     """True for a value that names nothing yet: None, "", TAO's "???" marker, or an empty list."""
     return value is None or value == "" or value == "???" or value == []
@@ -173,4 +222,5 @@ def require(cfg: Any, *paths: str, action: str | None = None) -> None:
         needed = f" for {action}" if action else ""
         raise SpecError([f"{path}: required{needed}; set it in the spec or add {path}=..." for path in missing])
 
-__all__ = ["validate_spec", "get_value", "CROSS_CHECKS", "is_unset", "require"]
+__all__ = ["validate_spec", "get_value", "CROSS_CHECKS", "is_unset", "require", "NO_EFFECT",
+           "keys_without_effect", "warn_keys_without_effect"]

@@ -18,7 +18,6 @@ import torch
 from ..data import fileio
 from ..errors import CheckpointError, SpecError
 from ..model.checkpoint.locate import locate_checkpoint, missing_model_message
-from ..utils.cpu import flush_denormals
 from .backend import TorchBackend
 from .devices import resolve_device
 from .tensorrt import engine_error, is_engine_path
@@ -89,7 +88,6 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
         raise SpecError(f"{key}: required; give a .pth checkpoint or an .onnx file")
     if is_engine_path(path):
         raise engine_error(path, key)
-    flush_denormals()     # trained weights hold subnormal values that slow CPU math (utils/cpu.py)
     resolved = resolve_device(device, gpu_ids)
     if is_onnx_path(path):
         from .onnx_runner import OnnxBackend

@@ -13,7 +13,12 @@ import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import CheckpointError
+from ..model.checkpoint.io import load_failure
 from ..utils.atomic import atomic_torch_save
+
+#: What to do when a training checkpoint holds objects the safe loader refuses.
+_RESUME_HINT = ("resume only from checkpoints this tool wrote, or start a new run from the file's weights with "
+                "train.pretrained_model_path")
 
 
 def load_checkpoint_file(path: str, map_location: Any = "cpu", mmap: bool = False) -> dict:
@@ -31,8 +36,7 @@ def load_checkpoint_file(path: str, map_location: Any = "cpu", mmap: bool = Fals
                 raise
             obj = torch.load(path, map_location=map_location, weights_only=True)  # legacy format: no mmap
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe checkpoint"
-        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint "
-                              f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+        raise load_failure(path, exc, hint=_RESUME_HINT, placeholders=False) from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a checkpoint dictionary")
     return obj

@@ -21,7 +21,6 @@ from ..model.criterion import SetCriterion
 from ..model.postprocess import PostProcessor
 from ..text import TextProcessor
 from ..utils.atomic import atomic_write_json
-from ..utils.cpu import flush_denormals
 from .evaluation import EvalRunner
 from .optim import apply_freeze, build_optimizer, build_scheduler, warmup_factor
 
@@ -33,15 +32,17 @@ class GroundingModule(pl.LightningModule):
         spec: the resolved experiment spec as a plain dict (stored in every checkpoint).
         eval_data: validation description set by the train action: ``data_type``,
             ``categories`` (OD: id -> name), ``coco_gt`` (OD ground truth). Not stored.
+        load_text_weights: False builds the text encoder's architecture only, when a checkpoint
+            (a resume, ``train.pretrained_model_path``) provides its weights.
     """
 
-    def __init__(self, spec: dict, eval_data: dict | None = None):
+    def __init__(self, spec: dict, eval_data: dict | None = None, *, load_text_weights: bool = True):
         super().__init__()
-        flush_denormals()     # subnormal weights/gradients slow CPU training 2x (utils/cpu.py)
         self.save_hyperparameters({"spec": spec})
         self.cfg = load_spec(base=spec)
         cfg = self.cfg
-        self.model = MaskGroundingDINO.from_config(cfg.model, activation_checkpoint=cfg.train.activation_checkpoint)
+        self.model = MaskGroundingDINO.from_config(cfg.model, activation_checkpoint=cfg.train.activation_checkpoint,
+                                                   load_text_weights=load_text_weights)
         self.frozen = apply_freeze(self.model, cfg.train.freeze)
         self._frozen_prefixes = tuple(p for p in (cfg.train.freeze or []) if p)
         if not any(p.requires_grad for p in self.model.bert.parameters()):

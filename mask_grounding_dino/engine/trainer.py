@@ -8,9 +8,11 @@ which Lightning detects) all use one spec.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import torch
@@ -23,6 +25,15 @@ from .csv_log import AppendingCSVLogger
 log = logging.getLogger(__name__)
 
 
+#: Lightning warnings nobody running our training can act on (regular expressions).
+_LIGHTNING_NOISE = (
+    # Lightning 2.6 on torch 2.14: a deprecation inside Lightning itself.
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Frozen parts (train.freeze) are kept in eval mode on purpose (engine/module.py).
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
 class _DropAdvert(logging.Filter):
     """Lightning prints an advert for its cloud logger at every start; keep logs to what matters."""
 
@@ -30,9 +41,21 @@ class _DropAdvert(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert())
-# Lightning 2.6 on torch 2.14: a deprecation inside Lightning itself, nothing a user can act on.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Inside the block (building the trainer and training), Lightning's cloud-logger advert and
+    :data:`_LIGHTNING_NOISE` are dropped; afterwards the process's warning filters and
+    Lightning's logger are as they were (the caller's code may want those messages)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    advert = _DropAdvert()
+    logger.addFilter(advert)
+    try:
+        with warnings.catch_warnings():
+            for message in _LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        logger.removeFilter(advert)
 
 PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 
@@ -96,9 +119,15 @@ def wandb_logger(cfg, results_dir: str):
               "logging locally only")
         return None
     from lightning.pytorch.loggers import WandbLogger
-    return WandbLogger(project=wb.project or None, entity=wb.entity or None, group=wb.group or None,
-                       name=wb.name or None, tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir,
-                       resume="allow")
+    return WandbLogger(**wandb_arguments(wb, results_dir))
+
+
+def wandb_arguments(wb, results_dir: str) -> dict:
+    """``WandbLogger`` arguments from the ``wandb`` spec section (the keys Lightning does not know,
+    ``reinit``, ``sync_tensorboard``, ``save_code``, go on to ``wandb.init``)."""
+    return dict(project=wb.project or None, entity=wb.entity or None, group=wb.group or None, name=wb.name or None,
+                tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir, resume="allow",
+                reinit=bool(wb.reinit), sync_tensorboard=bool(wb.sync_tensorboard), save_code=bool(wb.save_code))
 
 
 def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | None = None,

@@ -22,6 +22,7 @@ from .backbones import Joiner, build_backbone
 from .features import ImageFeatures, TextFeatures
 from .heads import ContrastiveEmbed
 from .layers import MLP, inverse_sigmoid
+from .ms_deform_attn import MultiScaleDeformableAttention
 from .outputs import GroundingOutputs, LayerPrediction
 from .position_encoding import PositionEmbeddingSineHW
 from .text_encoder import build_text_encoder, run_text_encoder, text_config_dict
@@ -33,7 +34,7 @@ SPEC_KEYS = ("backbone", "hidden_dim", "nheads", "enc_layers", "dec_layers", "di
              "two_stage_type", "embed_init_tgt", "pre_norm", "dilation", "train_backbone", "pretrained_backbone_path",
              "pe_temperatureH", "pe_temperatureW", "text_encoder_type", "max_text_len", "class_embed_bias",
              "log_scale", "aux_loss", "has_mask", "num_region_queries", "use_dn", "dn_number",
-             "dn_box_noise_scale", "dn_label_noise_ratio", "decoder_sa_type")
+             "dn_box_noise_scale", "dn_label_noise_ratio", "decoder_sa_type", "precise_msda")
 #: Constructor arguments beyond the spec (saved configs and presets may carry them).
 EXTRA_KEYS = ("activation_checkpoint", "backbone_overrides", "text_encoder_config", "load_text_weights", "ref_eps",
               "fusion_droppath")
@@ -69,6 +70,7 @@ class MaskGroundingDINO(nn.Module):
                  class_embed_bias: bool = False, log_scale: Any = None, aux_loss: bool = True,
                  has_mask: bool = True, num_region_queries: int = 100, use_dn: bool = True, dn_number: int = 0,
                  dn_box_noise_scale: float = 1.0, dn_label_noise_ratio: float = 0.5, decoder_sa_type: str = "sa",
+                 precise_msda: bool = False,
                  activation_checkpoint: bool = False, backbone_overrides: dict | None = None,
                  text_encoder_config: dict | None = None, load_text_weights: bool = True, ref_eps: float = 1e-5,
                  fusion_droppath: float = 0.1):
@@ -131,6 +133,12 @@ class MaskGroundingDINO(nn.Module):
                                        num_layers=dec_layers, nheads=nheads, dim_feedforward=dim_feedforward,
                                        pre_norm=pre_norm)
             self._mask_levels = self._levels_at_strides((8, 16, 32))
+
+        # TAO's precise_msda: deformable attention whose gradients are identical on every run. A
+        # training setting, not architecture: not in build_config (deployed models run no backward).
+        for module in self.modules():
+            if isinstance(module, MultiScaleDeformableAttention):
+                module.deterministic = bool(precise_msda)
 
         if not train_backbone:
             self.backbone[0].requires_grad_(False)

@@ -135,6 +135,8 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
         1, "model.text_encoder_type: a local folder or a hub id (config/validate.py refuses URLs)"),
     ("model/text_encoder.py", "build_text_encoder", ".from_pretrained"): (
         3, "model.text_encoder_type: a local folder or a hub id (config/validate.py refuses URLs)"),
+    ("model/text_encoder.py", "_unsafe_weights", "os.path.isfile"): (
+        1, "model.text_encoder_type's local folder, for the error (config/validate.py refuses URLs)"),
     ("text/tokenizer.py", "load_tokenizer", ".from_pretrained"): (
         1, "model.text_encoder_type: a local folder or a hub id (config/validate.py refuses URLs)"),
     ("export/onnx_check.py", "check_onnx", ".is_file"): (

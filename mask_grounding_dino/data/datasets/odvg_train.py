@@ -3,6 +3,10 @@
 Detection records need the source's ``label_map`` (the caption is built from class names);
 grounding records are used with or without one. Records are stored compactly
 (:class:`~.store.RecordStore`); images and masks are read and decoded per sample.
+
+Boxes with no area inside their image are removed while the records are read, once, and
+reported in one summary line (``data/box_checks.py``: the severity ``dataset validate``
+gives them); workers never meet them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from .. import fileio
 from ...errors import DataError
 from ...text import TextProcessor
 from ..batch import Target
+from ..box_checks import DegenerateBoxes
 from ..captions import build_expression_caption, build_grounding_caption, build_od_caption
 from ..label_map import read_label_map
 from ..odvg import iter_odvg
@@ -89,16 +94,24 @@ class OdvgDataset(Dataset):
                        has_mask=ds.has_mask, serialized=ds.dataset_type == "serialized")
 
     def _iter_records(self):
+        degenerate = DegenerateBoxes()
         for index, source in enumerate(self.sources):
-            count = 0
+            read = kept = 0
             for record in iter_odvg(source.json_file):
+                read += 1
                 self._check(record, source)
+                if not degenerate.filter(record):
+                    continue
                 if not self.has_mask:
                     _strip_masks(record)
                 yield index, record
-                count += 1
-            if count == 0:
+                kept += 1
+            if read == 0:
                 raise DataError(f"{source.json_file}: no records (an ODVG jsonl has one JSON object per line)")
+            if kept == 0:
+                raise DataError(f"{source.json_file}: no record is left: every box of its {read} record(s) has no "
+                                "area inside the image (see `mask_grounding_dino dataset validate`)")
+        degenerate.report()
 
     @staticmethod
     def _check(record: OdvgRecord, source: TrainSource) -> None:
