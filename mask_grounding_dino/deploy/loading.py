@@ -27,12 +27,6 @@ def is_onnx_path(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(".onnx")
 
 
-def _recorded_config(raw) -> dict | None:
-    """Constructor arguments a checkpoint records (ours; our Lightning training checkpoints keep
-    ``model_config`` beside the TAO-style state dict, which ``read_checkpoint`` picks up)."""
-    return dict(raw.model_config) if raw.model_config is not None else None
-
-
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
@@ -51,28 +45,15 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
         raw: ``path`` already read with ``read_checkpoint`` (so a caller that looked at it first,
             e.g. for its spec, does not read the file twice).
     """
-    from ..model.checkpoint import load_checkpoint, read_checkpoint
-    from ..model.grounding_dino import MaskGroundingDINO
+    from ..model.checkpoint import load_model, read_checkpoint
 
     path = os.fspath(path)
     with fileio.spec_keys({path: key}):     # an unreachable URL (credentials, bucket) names the key
         raw = raw if raw is not None else read_checkpoint(locate_checkpoint(path, key))
-    config = _recorded_config(raw)
-    if config is not None:
-        config["load_text_weights"] = False       # the checkpoint holds the text encoder's weights
-        model, origin = MaskGroundingDINO(**config), "checkpoint"
-    elif model_section is not None:
-        model, origin = MaskGroundingDINO.from_config(model_section, load_text_weights=False), "spec"
-    else:
-        raise CheckpointError(f"{key}: '{os.path.basename(path)}' ({raw.format} format) does not record the "
-                              "model architecture; give the spec's model section")
-    summary = load_checkpoint(model, raw)
-    if summary.loaded == 0:
-        raise CheckpointError(f"{key}: no tensor of '{path}' fits the model built from the {origin}; check the "
-                              "spec's model section (backbone, hidden_dim, ...)")
+    model, summary = load_model(raw, model_section, key=key)
     if summary.mismatched or summary.missing:
         print(f"warning: {key}: the checkpoint does not fill the whole model\n{summary}")
-    return LoadedModel(model, summary, origin)
+    return LoadedModel(model, summary, summary.architecture_from)
 
 
 def open_backend(path: str | os.PathLike, *, model_section=None, device: str | torch.device | None = None,

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import CheckpointError
-from ..model.checkpoint.io import load_failure
+from ..model.checkpoint.io import torch_load
 from ..utils.atomic import atomic_torch_save
 
 #: What to do when a training checkpoint holds objects the safe loader refuses.
@@ -22,21 +21,11 @@ _RESUME_HINT = ("resume only from checkpoints this tool wrote, or start a new ru
 
 
 def load_checkpoint_file(path: str, map_location: Any = "cpu", mmap: bool = False) -> dict:
-    """``torch.load(path, weights_only=True)`` with a clear error for non-checkpoints.
-
-    ``mmap``: map the tensors instead of reading them (cheap when only metadata or shapes are needed).
-    """
+    """A training checkpoint to resume from (``model.checkpoint.io.torch_load``, refusing any
+    pickled object: resuming restores every entry). ``mmap``: see ``torch_load``."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
-    try:
-        try:
-            obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-        except RuntimeError:
-            if not mmap:
-                raise
-            obj = torch.load(path, map_location=map_location, weights_only=True)  # legacy format: no mmap
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe checkpoint"
-        raise load_failure(path, exc, hint=_RESUME_HINT, placeholders=False) from exc
+    obj = torch_load(path, placeholders=False, hint=_RESUME_HINT, map_location=map_location, mmap=mmap)
     if not isinstance(obj, dict):
         raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a checkpoint dictionary")
     return obj

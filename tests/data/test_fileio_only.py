@@ -121,9 +121,9 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("data/synth/generate.py", "generate_synthetic_dataset", "os.path.isfile"): (
         1, "`dataset synth --out`: the local folder the generator writes"),
     # -- checkpoints and models: loaders given the local copy fileio made
-    ("model/checkpoint/io.py", "torch_load", "torch.load"): (1, "loads fileio.local_copy(path) (URLs fetched once)"),
+    ("model/checkpoint/io.py", "torch_load", "torch.load"): (
+        2, "loads fileio.local_copy(path) (URLs fetched once); a second try without mmap for legacy files"),
     ("model/checkpoint/io.py", "read_safetensors", "load_file"): (1, "loads fileio.local_copy(path) (URLs fetched once)"),
-    ("model/checkpoint/io.py", "atomic_torch_save", "os.path.exists"): (1, "our temporary file beside the output"),
     ("model/checkpoint/hf.py", "read_hf_folder", ".is_file"): (
         4, "read_checkpoint passes the folder's fileio.local_copy"),
     ("model/checkpoint/hf.py", "read_hf_folder", ".read_text"): (
@@ -156,8 +156,6 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
            "config/validate.py refuses as a URL"),
     ("engine/checkpoint_io.py", "load_checkpoint_file", "os.path.isfile"): (
         1, "Lightning's ckpt_path: what find_resume_checkpoint returned (local, see above)"),
-    ("engine/checkpoint_io.py", "load_checkpoint_file", "torch.load"): (
-        2, "Lightning's ckpt_path: what find_resume_checkpoint returned (local, see above); a second try without mmap for legacy files"),
     ("engine/best_checkpoints.py", "BestCheckpoints.on_validation_end", "os.path.isfile"): (1, _RESULTS),
     ("engine/best_checkpoints.py", "BestCheckpoints.on_validation_end", "os.path.islink"): (1, _RESULTS),
     ("engine/checkpoints.py", "TaoCheckpoint._prune", "os.path.isfile"): (1, _RESULTS),

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import _compat_pickle
 import os
-import pickle
 import pickletools
 import re
-import tempfile
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,23 +62,40 @@ def _placeholder(name: str) -> type:
     return type(name.rsplit(".", 1)[-1], (Opaque,), {"__module__": name.rsplit(".", 1)[0]})
 
 
-def torch_load(path: str | os.PathLike, max_foreign: int = 64) -> Any:
-    """``torch.load(path, weights_only=True)``, with foreign classes read as placeholders."""
+def torch_load(path: str | os.PathLike, *, placeholders: bool = True, hint: str = RESAVE_HINT,
+               map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` of a local file or URL: the one checkpoint reader.
+
+    ``placeholders``: classes pickled beside the weights (a Lightning spec object...) load as
+    inert :class:`Opaque` stand-ins, found in one pass over the pickle's opcodes
+    (``torch.serialization.get_unsafe_globals_in_checkpoint``); functions of blocked modules never
+    get one. False: any such object refuses the file. ``mmap``: map the tensors instead of reading
+    them (cheap when only shapes or metadata are needed). Any failure is one line
+    (:func:`load_failure`, ending with ``hint``).
+    """
     local = fileio.local_copy(os.fspath(path))
-    extra: list = []
-    for _ in range(max_foreign + 1):
-        try:
-            with torch.serialization.safe_globals(extra):
-                return torch.load(local, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            match = _NOT_ALLOWED.search(str(exc))
-            if not match:
-                raise load_failure(path, exc) from exc
-            name = match.group(1)
-            extra.append((_placeholder(name), name))
-        except Exception as exc:  # any other failure to parse: not a checkpoint (never a traceback)
-            raise load_failure(path, exc) from exc
-    raise CheckpointError(f"{path}: too many foreign objects pickled beside the weights (more than {max_foreign})")
+    stand_ins = [(_placeholder(name), name) for name in (_unsafe_globals(local) if placeholders else [])
+                 if name.split(".", 1)[0] not in _BLOCKED_MODULES]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            try:
+                return torch.load(local, map_location=map_location, weights_only=True, mmap=mmap)
+            except RuntimeError:
+                if not mmap:
+                    raise
+                # The legacy (pre-zip) format cannot be mapped: read it.
+                return torch.load(local, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse: not a loadable checkpoint (never a traceback)
+        raise load_failure(path, exc, hint=hint, placeholders=placeholders) from exc
+
+
+def _unsafe_globals(local: str) -> list[str]:
+    """Globals of ``local``'s pickle outside torch's allowlist (empty for a legacy-format or
+    unreadable file: its load then fails with the name, reported by :func:`load_failure`)."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(local))
+    except Exception:  # noqa: BLE001 - not a zip checkpoint
+        return []
 
 
 def load_failure(path: str | os.PathLike, exc: BaseException, hint: str = RESAVE_HINT,
@@ -182,21 +196,3 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(local, device="cpu")
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Write to a temporary file beside ``path``, flush to disk, then rename over it:
-    a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
