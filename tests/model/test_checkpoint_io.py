@@ -52,6 +52,28 @@ def test_arbitrary_classes_load_as_inert_placeholders(tmp_path):
     assert type(obj["config"]) is not ConfigObject      # a stand-in: nothing of the class ran
 
 
+class OtherConfig:
+    pass
+
+
+class ThirdConfig:
+    pass
+
+
+def test_several_foreign_classes_are_found_in_one_pass(tmp_path, monkeypatch):
+    """The reader used to unpickle the whole file once per foreign class (up to 65 times)."""
+    path = tmp_path / "three.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "a": ConfigObject(), "b": OtherConfig(), "c": [ThirdConfig()]},
+               path)
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    obj = torch_load(path)
+    assert len(calls) == 1
+    assert [type(obj[k]).__name__ for k in "ab"] == ["ConfigObject", "OtherConfig"]
+    assert type(obj["a"]) is not ConfigObject and type(obj["c"][0]) is not ThirdConfig
+
+
 def test_unsafe_objects_are_named_in_one_line_without_torch_advice(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
