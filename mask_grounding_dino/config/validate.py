@@ -136,9 +136,6 @@ _LOCAL_ONLY = {
                              "aws s3 cp <file> {url})",
     ("model", "text_encoder_type"): "the text encoder is loaded from a local folder or a Hugging Face hub id; "
                                     "copy the folder first (e.g. aws s3 sync {url} <folder>)",
-    ("train", "resume_training_checkpoint_path"): "training resumes from a local checkpoint; copy it first "
-                                                  "(e.g. aws s3 cp {url} <file>); to start from its "
-                                                  "weights only, train.pretrained_model_path may be a URL",
 }
 
 

@@ -24,6 +24,7 @@ import shutil
 
 import lightning.pytorch as pl
 
+from ..data import fileio
 from ..errors import CheckpointError
 
 LATEST_NAME = "mask_gdino_model_latest.pth"
@@ -48,11 +49,12 @@ def list_checkpoints(results_dir: str) -> list[tuple[int, int, str]]:
 
 def find_resume_checkpoint(results_dir: str, explicit: str | None = None) -> str | None:
     if explicit:
-        if not os.path.isfile(explicit):
-            raise CheckpointError(f"train.resume_training_checkpoint_path: '{explicit}' does not exist; give an "
-                                  "existing checkpoint, or leave it empty to resume from the newest one in "
-                                  "results_dir")
-        return explicit
+        key = "train.resume_training_checkpoint_path"
+        with fileio.spec_keys({explicit: key}):     # an unreachable URL names the key
+            if not fileio.isfile(explicit):
+                raise CheckpointError(f"{key}: '{explicit}' does not exist; give an existing checkpoint, or leave "
+                                      "it empty to resume from the newest one in results_dir")
+            return fileio.local_copy(explicit, key)     # a URL is fetched once into the cache
     latest = os.path.join(results_dir or "", LATEST_NAME)
     if os.path.isfile(latest):  # False for a link whose target is gone: fall back to the newest file
         return os.path.realpath(latest)

@@ -24,7 +24,6 @@ def test_results_dir_urls_are_refused(key):
 @pytest.mark.parametrize("key, hint", [
     ("export.onnx_file", "the ONNX file is written locally"),
     ("model.text_encoder_type", "the text encoder is loaded from a local folder or a Hugging Face hub id"),
-    ("train.resume_training_checkpoint_path", "training resumes from a local checkpoint"),
 ])
 def test_other_local_only_keys(key, hint):
     with pytest.raises(SpecError) as info:
@@ -37,6 +36,7 @@ def test_data_sources_and_checkpoints_may_be_urls():
     cfg = load_spec(overrides={
         "results_dir": "runs/x", "train.results_dir": "file:///tmp/runs/x",       # file:// is local
         "train.pretrained_model_path": "s3://b/m.pth", "model.pretrained_backbone_path": "s3://b/bb.pth",
+        "train.resume_training_checkpoint_path": "s3://b/model_epoch_000_step_00002.pth",
         "evaluate.checkpoint": "s3://b/m.pth", "inference.checkpoint": "s3://b/m.onnx", "export.checkpoint": "s3://b/m.pth",
         "dataset.train_data_sources": [{"image_dir": "s3://b/t/images.tar.gz", "json_file": "s3://b/t/a.jsonl",
                                         "label_map": "s3://b/t/l.json"}],

@@ -152,10 +152,9 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("engine/checkpoints.py", "_point_latest", "os.path.lexists"): (1, _RESULTS),
     ("engine/checkpoints.py", "_point_latest", "shutil.copyfile"): (1, _RESULTS),
     ("engine/checkpoints.py", "find_resume_checkpoint", "os.path.isfile"): (
-        2, "the results folder's latest checkpoint, or train.resume_training_checkpoint_path, which "
-           "config/validate.py refuses as a URL"),
+        1, "the results folder's latest checkpoint (train.resume_training_checkpoint_path goes through fileio)"),
     ("engine/checkpoint_io.py", "load_checkpoint_file", "os.path.isfile"): (
-        1, "Lightning's ckpt_path: what find_resume_checkpoint returned (local, see above)"),
+        1, "Lightning's ckpt_path: what find_resume_checkpoint returned (a local path or fileio's local copy)"),
     ("engine/best_checkpoints.py", "BestCheckpoints.on_validation_end", "os.path.isfile"): (1, _RESULTS),
     ("engine/best_checkpoints.py", "BestCheckpoints.on_validation_end", "os.path.islink"): (1, _RESULTS),
     ("engine/checkpoints.py", "TaoCheckpoint._prune", "os.path.isfile"): (1, _RESULTS),

@@ -206,6 +206,24 @@ def test_inference_from_s3(workflow, trained, capsys, form):
         assert sorted(categories) == sorted(set(expressions))   # one category per distinct expression
 
 
+def test_training_resumes_from_an_s3_checkpoint(workflow, trained, capsys):
+    """train.resume_training_checkpoint_path may be a URL (fetched once into the cache), like every
+    other checkpoint key; the resumed run continues at the checkpoint's step in a new folder."""
+    import s3fs
+
+    _, checkpoint = trained
+    url = "s3://bucket/runs/model_epoch_000_step_00002.pth"
+    s3fs.S3FileSystem().put_file(str(checkpoint), url)
+    results = workflow.root / "results" / "resumed"
+    code, out, err = workflow.run("train", {**train_overrides(), "train.num_epochs": 2,
+                                            "train.resume_training_checkpoint_path": url,
+                                            "train.results_dir": str(results)}, capsys)
+    assert code == 0, err
+    assert sorted(c.name for c in results.glob("model_epoch_*.pth")) == ["model_epoch_001_step_00004.pth"]
+    steps = [json.loads(line)["step"] for line in (results / "history.jsonl").read_text().splitlines()]
+    assert steps and min(steps) > 2          # steps 1-2 were the checkpoint's: not trained again
+
+
 def test_dataset_validate_on_the_s3_urls(workflow, capsys):
     overrides = {**train_overrides(), **evaluate_overrides("unused.pth")}
     code = main(["dataset", "validate", "-e", str(workflow.spec), *cli_args(overrides)])
