@@ -32,6 +32,8 @@ _COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mask_grounding_dino`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .utils.log import enable_console
+    enable_console()  # the package logs; on the command line its INFO lines and warnings are shown
     try:
         return _dispatch(argv)
     except UserError as exc:

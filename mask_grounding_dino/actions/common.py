@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from ..config import save_spec
 from .folders import action_folder, announce
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def action_results_dir(cfg, action: str) -> str:
@@ -28,9 +31,9 @@ def save_resolved_spec(cfg, results_dir: str, action: str) -> str:
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     width = max((len(k) for k, _ in rows), default=0)
-    print(f"\n{title}")
+    log.info(f"\n{title}")
     for key, value in rows:
-        print(f"  {key.ljust(width)}  {value}")
+        log.info(f"  {key.ljust(width)}  {value}")
 
 
 @dataclass

@@ -12,6 +12,9 @@ import os
 
 from ..config.origins import SpecOrigins
 from ..errors import SpecError
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 #: Actions that write a results folder in this version, in workflow order.
 FOLDER_ACTIONS = ("train", "evaluate", "inference", "export")
@@ -90,4 +93,4 @@ def _has_files(folder: str) -> bool:
 def announce(action: str, folder: str) -> None:
     """The first line of an action: where it writes and whether the folder is new."""
     state = "existing folder: files of the same name are replaced" if _has_files(folder) else "new folder"
-    print(f"{action}: writing to {folder} ({state})")
+    log.info(f"{action}: writing to {folder} ({state})")

@@ -31,6 +31,9 @@ from ..errors import UserError
 from ..utils.atomic import atomic_write_json
 from .common import print_table
 from .folders import action_folder
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 PRESET = "quickstart.yaml"
 #: Written into every folder quickstart creates: only such a folder is ever deleted (--fresh).
@@ -83,13 +86,13 @@ def _generate_data(out: str, config) -> str:
     if os.path.exists(fingerprint):
         with open(fingerprint, encoding="utf-8") as handle:
             if json.load(handle).get("config") == wanted:
-                print(f"[1/5] dataset: reusing {data}")
+                log.info(f"[1/5] dataset: reusing {data}")
                 return data
     start = time.time()
     generate_synthetic_dataset(data, config)
     atomic_write_json(fingerprint, {"config": wanted})
-    print(f"[1/5] dataset: {config.num_train} training + {config.num_val} held-out images in "
-          f"{time.time() - start:.0f} s -> {data}")
+    log.info(f"[1/5] dataset: {config.num_train} training + {config.num_val} held-out images in "
+             f"{time.time() - start:.0f} s -> {data}")
     return data
 
 
@@ -224,8 +227,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
     cfg, spec_path = _spec(out, data, args.epochs, args.seed, list(args.overrides or []))
     _inference_images(out, data)
 
-    print(f"[2/5] training the CPU preset ({cfg.model.backbone}, {cfg.model.text_encoder_type} text encoder, "
-          f"{cfg.train.num_epochs} epochs); spec: {spec_path}")
+    log.info(f"[2/5] training the CPU preset ({cfg.model.backbone}, {cfg.model.text_encoder_type} text encoder, "
+             f"{cfg.train.num_epochs} epochs); spec: {spec_path}")
     outcome = train.fit(cfg)
     train_dir = outcome.results_dir
     # The link, not the file: it stays valid while retention replaces periodic checkpoints.
@@ -235,17 +238,17 @@ def run_quickstart(args: argparse.Namespace) -> int:
     cfg.inference.checkpoint = latest
     save_spec(cfg, spec_path)
 
-    print(f"[3/5] evaluating on {cfg.dataset.test_data_sources.json_file}")
+    log.info(f"[3/5] evaluating on {cfg.dataset.test_data_sources.json_file}")
     evaluate.run(cfg, progress_bar=False)
     with open(os.path.join(action_folder(cfg, "evaluate"), "latest_results.json"), encoding="utf-8") as handle:
         metrics = json.load(handle)
 
-    print("[4/5] inference on held-out images")
+    log.info("[4/5] inference on held-out images")
     inference.run(cfg, progress_bar=False)
 
-    print(f"[5/5] prompt selectivity: each category asked for alone on {args.selectivity_images} held-out images")
+    log.info(f"[5/5] prompt selectivity: each category asked for alone on {args.selectivity_images} held-out images")
     selectivity = _selectivity(cfg, checkpoint, data, args.selectivity_images)
-    print(format_table(selectivity))
+    log.info(format_table(selectivity))
     summary = _summary(out, outcome, checkpoint, metrics, selectivity, time.time() - t0)
     atomic_write_json(os.path.join(out, SUMMARY), summary)
 

@@ -32,6 +32,9 @@ from ..engine.trainer import build_trainer, quiet_lightning
 from ..utils.cpu import flushed_denormals
 from .common import print_table, save_resolved_spec
 from .folders import action_folder
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 #: ``mask_grounding_dino train --help`` (read from this file by the CLI without importing it).
 HELP = {
@@ -112,7 +115,7 @@ def fit(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
     results_dir = action_folder(cfg, "train")
     cfg.train.results_dir = results_dir  # the spec as run: later actions and a resume rebuild from it
     plan = plan_training(cfg, results_dir)  # reads only; a conflict stops here
-    print(plan.first_line())
+    log.info(plan.first_line())
     if plan.finished:
         return TrainOutcome(results_dir, False, plan.resume, resumed_from=plan.resume,
                             start_step=plan.position.step, global_step=plan.position.step)
@@ -129,7 +132,7 @@ def fit(cfg, *, max_steps: int = -1, progress_bar: bool = True, callbacks: list 
         from ..model.checkpoint import load_checkpoint
         from ..model.text_encoder import complete_text_weights
         summary = load_checkpoint(module.model, pretrained)
-        print(summary.report() if hasattr(summary, "report") else str(summary))
+        log.info(summary.report() if hasattr(summary, "report") else str(summary))
         complete_text_weights(module.model, summary, cfg.model.text_encoder_type)
     tp = module.text_processor
     train = train_loader(cfg, tp)

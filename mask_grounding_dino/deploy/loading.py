@@ -21,6 +21,9 @@ from ..model.checkpoint.locate import locate_checkpoint, missing_model_message
 from .backend import TorchBackend
 from .devices import resolve_device
 from .tensorrt import engine_error, is_engine_path
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def is_onnx_path(path: str | os.PathLike) -> bool:
@@ -52,7 +55,7 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
         raw = raw if raw is not None else read_checkpoint(locate_checkpoint(path, key))
     model, summary = load_model(raw, model_section, key=key)
     if summary.mismatched or summary.missing:
-        print(f"warning: {key}: the checkpoint does not fill the whole model\n{summary}")
+        log.warning(f"{key}: the checkpoint does not fill the whole model\n{summary}")
     return LoadedModel(model, summary, summary.architecture_from)
 
 

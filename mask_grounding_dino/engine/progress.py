@@ -6,6 +6,10 @@ import time
 
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
+
 
 def format_seconds(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -89,9 +93,9 @@ class ProgressLines(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.is_global_zero and time.time() - self._last >= self.every_s:
             self._last = time.time()
-            print(self._line(trainer), flush=True)
+            log.info(self._line(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.is_global_zero:
             self._last = time.time()
-            print(self._line(trainer), flush=True)
+            log.info(self._line(trainer))

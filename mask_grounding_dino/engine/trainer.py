@@ -68,7 +68,7 @@ def _devices(train_cfg) -> tuple[str, object]:
             return "gpu", ids[:num]
         return "gpu", num
     if num > 1 and os.environ.get("LOCAL_RANK", "0") == "0":  # once, not again in each launched process
-        print(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
+        log.info(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
     return "cpu", num
 
 
@@ -97,7 +97,7 @@ def _precision(train_cfg, accelerator: str, strategy) -> str:
     if strategy == "fsdp":
         precision = "16-mixed"  # TAO forces mixed precision with FSDP
     if accelerator == "cpu" and precision == "16-mixed":
-        print("notice: fp16 mixed precision needs a GPU; using bf16 mixed precision on the CPU")
+        log.info("notice: fp16 mixed precision needs a GPU; using bf16 mixed precision on the CPU")
         precision = "bf16-mixed"
     return precision
 
@@ -110,13 +110,13 @@ def wandb_logger(cfg, results_dir: str):
     try:
         import wandb  # noqa: F401
     except ImportError:
-        print("notice: wandb.enable is true but the wandb package is not installed; logging locally only")
+        log.info("notice: wandb.enable is true but the wandb package is not installed; logging locally only")
         return None
     offline = os.environ.get("WANDB_MODE") in ("offline", "disabled")
     has_key = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc"))
     if not (has_key or offline):
-        print("notice: wandb.enable is true but no wandb credentials were found (WANDB_API_KEY); "
-              "logging locally only")
+        log.info("notice: wandb.enable is true but no wandb credentials were found (WANDB_API_KEY); "
+                 "logging locally only")
         return None
     from lightning.pytorch.loggers import WandbLogger
     return WandbLogger(**wandb_arguments(wb, results_dir))
