@@ -5,12 +5,13 @@ of the mask head's per-pair gather of mask features) adds from all threads with 
 additions, in an order set by the threads' timing. Training therefore runs with torch's
 deterministic kernels (``train.cudnn.deterministic``, default true; engine/determinism.py).
 
-The race needs a large gather to show up often: at the quickstart preset's size (~30 pairs x
-8 channels x 576 cells per call) about one backward in ten differs, so two quickstart runs
-part after a few steps; the tiny training runs below are far too small for it (they repeat
-with torch's default kernels too) and guard the whole set-up (flag on for the fit, seeded
-data, busy machine), while the mask-head test feeds the op a gather large enough that
-torch's default kernels differ on nearly every repeat.
+How often the race changes a sum depends on the gather's size and on the load itself: at the
+quickstart preset's size (~30 pairs x 8 channels x 576 cells per call) from none of 9
+repeats to 286 of 299 on the busy development machine, and two quickstart runs part after a
+few steps. The tiny training runs below are too small for it (they repeat with torch's
+default kernels too) and guard the whole set-up (flag on for the fit, seeded data, a busy
+machine), while the mask-head test feeds the op a gather large enough that torch's default
+kernels differ on every repeat.
 """
 
 from __future__ import annotations
