@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from ..errors import SpecError
 from .checkpoint_io import AtomicCheckpointIO
 from .csv_log import AppendingCSVLogger
+from .determinism import DeterministicCpu
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | N
     if accelerator == "gpu":
         torch.backends.cudnn.benchmark = bool(tc.cudnn.benchmark)
         torch.backends.cudnn.deterministic = bool(tc.cudnn.deterministic)
+    elif tc.cudnn.deterministic:  # on CPU: bit-identical runs whatever the machine load (engine/determinism.py)
+        callbacks = [*callbacks, DeterministicCpu()]
     return pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=int(tc.num_nodes), strategy=strategy,
         precision=_precision(tc, accelerator, strategy),

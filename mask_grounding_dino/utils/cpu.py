@@ -44,3 +44,37 @@ def flushed_denormals() -> Iterator[bool]:
     finally:
         if supported and not before:
             torch.set_flush_denormal(False)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Within the block, torch picks its deterministic CPU kernels (``enabled``); the previous
+    setting comes back on exit.
+
+    Why: with more than one intra-op thread, torch's CPU ``index_put_(accumulate=True)`` (the
+    backward of advanced indexing with repeated indices: the mask head's
+    ``mask_feats.flatten(2)[batch_idx]`` over the matched queries) adds into the gradient with
+    atomic float additions from all threads at once. Their order follows the threads' timing,
+    so the rounding of the sums, and from the first steps on the weights, change with the load
+    of the machine. Measured on the quickstart model (2 threads): the same batch's backward,
+    repeated in one process, gave different gradients for 128 of 269 parameters (mask head,
+    encoder, backbone); two 12-step runs with the same seed differed from step 4 on. Torch's
+    deterministic mode runs these ops serially: the repeats and the runs were bit-identical,
+    with the other core busy or not.
+
+    ``warn_only``: an op without a deterministic implementation warns instead of stopping the
+    run. Uninitialised memory is not filled with NaN (torch's default in this mode): no
+    kernel of ours reads it, and the fill would cost a pass over every ``torch.empty``.
+    """
+    import torch    # here, like flushed_denormals: callers import this module before they need torch
+    from torch.utils import deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              deterministic.fill_uninitialized_memory)
+    torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
+    deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        deterministic.fill_uninitialized_memory = before[2]
