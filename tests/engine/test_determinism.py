@@ -66,7 +66,7 @@ def _train(assets, folder, overrides: dict | None = None, *, busy: bool = False)
         if competitor is not None:
             competitor.kill()
             competitor.wait()
-    return weights_digest(model_weights(results / LATEST_NAME)), record
+    return weights_digest(model_weights(results / "train" / LATEST_NAME)), record
 
 
 @pytest.mark.slow
