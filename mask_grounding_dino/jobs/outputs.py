@@ -91,12 +91,16 @@ def _inference(job_dir: str, cfg) -> tuple[dict, dict]:
     folder = _folder_with(folders, "results.json")
     if folder is None:
         return {}, {}
+    names = ("results.json", "results_index.json", "images_annotated", "labels")
+    outputs = {"folder": folder, **{n: os.path.join(folder, n) for n in names if os.path.exists(os.path.join(folder, n))}}
     results = _read_json(os.path.join(folder, "results.json"))
-    outputs = {"folder": folder, **{n: os.path.join(folder, n) for n in ("results.json", "images_annotated", "labels")
-                                     if os.path.exists(os.path.join(folder, n))}}
-    metrics = {"results": len(results)} if isinstance(results, list) else {}
+    index = _read_json(os.path.join(folder, "results_index.json"))
+    metrics = {}
+    if isinstance(index, dict) and isinstance(index.get("images"), list):
+        metrics["images"] = len(index["images"])
     if isinstance(results, list):
-        metrics["images"] = len({r.get("image_id") for r in results if isinstance(r, dict)})
+        metrics["results"] = len(results)
+        metrics["images_with_results"] = len({r.get("image_id") for r in results if isinstance(r, dict)})
     return metrics, outputs
 
 

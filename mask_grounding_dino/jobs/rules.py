@@ -60,5 +60,5 @@ def check_action(action: str) -> str:
 def check_parent(action: str, parent_action: str, parent_label: str) -> None:
     allowed = PARENTS[action]
     if parent_action not in allowed:
-        raise JobError(f"parent job {parent_label} is a {parent_action} job; a {action} job takes its model from "
-                       f"a {' or '.join(allowed)} job")
+        raise JobError(f"parent job {parent_label} ran {parent_action}; {action} jobs take their model from "
+                       f"{' or '.join(allowed)} jobs")

@@ -105,8 +105,6 @@ class Workspace:
         check_action(action)
         request, cfg = read_request(spec_file, specs, spec_overrides)
         decision = decide(action, automl_policy, skill_root)
-        job_id = str(uuid.uuid4())
-        now = time.time()
         with self.store.write() as conn:
             parent = None
             if parent_job_id:
@@ -114,32 +112,42 @@ class Workspace:
                 check_parent(action, parent.action, parent.label)
             else:
                 _require_model(action, cfg)
-            self.store.insert_job(conn, {
-                "id": job_id, "name": name, "action": action, "status": PENDING,
-                "parent_id": parent.id if parent else None, "spec_file": request.spec_file,
-                "spec_data": request.data, "spec_overrides": request.overrides, "workdir": os.getcwd(),
-                "results_dir": self.results_dir(job_id), "automl_policy": decision.policy,
-                "automl_decision": decision.decision, "automl_note": decision.note, "attempts": 0,
-                "cancel_requested": False, "created_at": now, "queued_at": now, "run_seconds": 0.0})
-            waits = f"; waits for parent job {parent.label}" if parent and parent.status != "Done" else ""
-            self.store.add_event(conn, job_id, PENDING, f"created{waits}", now)
+            job_id = self._insert(conn, action, request, decision, parent, name)
         if start:
             self.start_runner()
         return self.get_job(job_id, settle=False)
 
     def chain(self, spec_file: str | os.PathLike | None = None, spec_overrides=None, *, name: str | None = None,
-              specs: dict | None = None, automl_policy: str | None = "auto", start: bool = True) -> dict[str, Job]:
+              specs: dict | None = None, automl_policy: str | None = "auto", start: bool = True,
+              skill_root: str | None = None) -> dict[str, Job]:
         """train -> export -> evaluate (of the ONNX file) and inference (with it), from one spec:
-        four linked jobs, every model path filled by spec-parameter inference."""
-        common = {"spec_file": spec_file, "spec_overrides": spec_overrides, "specs": specs, "start": False}
-        label = (lambda action: f"{name}-{action}") if name else (lambda action: None)
-        train = self.create_job("train", **common, name=label("train"), automl_policy=automl_policy)
-        export = self.create_job("export", **common, parent_job_id=train.id, name=label("export"))
-        evaluate = self.create_job("evaluate", **common, parent_job_id=export.id, name=label("evaluate"))
-        inference = self.create_job("inference", **common, parent_job_id=export.id, name=label("inference"))
+        four linked jobs, every model path filled by spec-parameter inference, created in one
+        transaction (all four or none)."""
+        request, _ = read_request(spec_file, specs, spec_overrides)
+        parents = {"train": None, "export": "train", "evaluate": "export", "inference": "export"}
+        ids: dict[str, str] = {}
+        with self.store.write() as conn:
+            for action, parent_action in parents.items():
+                decision = decide(action, automl_policy if action == "train" else None, skill_root)
+                parent = Job.from_row(self.store.get(conn, ids[parent_action])) if parent_action else None
+                ids[action] = self._insert(conn, action, request, decision, parent, f"{name}-{action}" if name else None)
         if start:
             self.start_runner()
-        return {"train": train, "export": export, "evaluate": evaluate, "inference": inference}
+        return {action: self.get_job(job_id, settle=False) for action, job_id in ids.items()}
+
+    def _insert(self, conn, action: str, request, decision, parent: Job | None, name: str | None) -> str:
+        job_id = str(uuid.uuid4())
+        now = time.time()
+        self.store.insert_job(conn, {
+            "id": job_id, "name": name, "action": action, "status": PENDING,
+            "parent_id": parent.id if parent else None, "spec_file": request.spec_file,
+            "spec_data": request.data, "spec_overrides": request.overrides, "workdir": os.getcwd(),
+            "results_dir": self.results_dir(job_id), "automl_policy": decision.policy,
+            "automl_decision": decision.decision, "automl_note": decision.note, "attempts": 0,
+            "cancel_requested": False, "created_at": now, "queued_at": now, "run_seconds": 0.0})
+        waits = f"; waits for parent job {parent.label}" if parent and parent.status != "Done" else ""
+        self.store.add_event(conn, job_id, PENDING, f"created{waits}", now)
+        return job_id
 
     # -- looking -------------------------------------------------------------------------------
     def settle(self) -> None:
@@ -260,6 +268,6 @@ def _require_model(action: str, cfg) -> None:
     if action in ("evaluate", "inference"):
         keys.append(f"{action}.trt_engine")
     if keys and all(is_unset(get_value(cfg, k)) for k in keys):
-        raise JobError(f"{keys[0]}: required for a {action} job without a parent job; set it in the spec or give "
+        raise JobError(f"{keys[0]}: required for {action} without a parent job; set it in the spec or give "
                        "parent_job_id (--parent)")
 

@@ -4,7 +4,6 @@ slow tests (train -> export -> evaluate + inference, run once per session)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -14,27 +13,12 @@ import sys
 import pytest
 
 _TESTS = pathlib.Path(__file__).resolve().parents[1]
-# Import the engine tests' builders by name (the suite runs with --import-mode=importlib).
+# Import the engine tests' builders and ours by name (the suite runs with --import-mode=importlib).
 sys.path.insert(0, str(_TESTS / "engine"))
+sys.path.insert(0, str(_TESTS / "jobs"))
 
 from engine_helpers import REFERENCE, cli_env, make_dataset, make_text_encoder, tiny_spec, write_spec  # noqa: E402
-
-#: What job processes need here: offline, one thread (the machine is shared, and one thread fixes
-#: the float summation order, so a resumed run can be compared bit for bit), CPU only.
-JOB_ENV = {k: v for k, v in cli_env().items() if k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-                                                      "WANDB_MODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                      "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES")}
-#: A job's wait limit: the tiny runs take 10-60 s each on a loaded 2-core machine.
-JOB_TIMEOUT = 600
-
-
-@contextlib.contextmanager
-def job_environment():
-    """Processes started inside (runners, and through them supervisors and actions) inherit JOB_ENV."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in JOB_ENV.items():
-            patch.setenv(key, value)
-        yield
+from jobs_helpers import JOB_TIMEOUT, job_environment  # noqa: E402
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def _spec(tmp_path, text="train:\n  num_epochs: 2\n"):
     (("create", "quantize", "--parent", "engine"), "error: parent job "),
     (("create", "train", "train.num_epochs=abc"), "error: override 'train.num_epochs=abc': "),
     (("create", "train", "train.num_epoch=3"), "error: override 'train.num_epoch=3': "),
-    (("create", "evaluate"), "error: evaluate.checkpoint: required for a evaluate job without a parent job"),
+    (("create", "evaluate"), "error: evaluate.checkpoint: required for evaluate without a parent job"),
     (("show", "0000"), "error: unknown job '0000' in "),
     (("retry", "exp"), "error: job "),
     (("list", "--status", "Finished"), "error: unknown job status 'Finished'"),
@@ -63,7 +63,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(ws, args, message):
 
 def test_wrong_parent_kind_names_what_is_allowed(ws):
     out = _cli(ws.path, "create", "quantize", "--parent", "engine")
-    assert "is a gen_trt_engine job; a quantize job takes its model from a train or export job" in out.stderr
+    assert "ran gen_trt_engine; quantize jobs take their model from train or export jobs" in out.stderr
 
 
 def test_a_spec_file_error_names_the_file_and_line(ws, tmp_path):
