@@ -165,13 +165,14 @@ def reap(store: Store) -> list[str]:
             claimer = processes.alive(row["host"], row["boot_id"], row["claimer_pid"], row["claimer_start"])
             waited = now - (row["started_at"] or now)
             if claimer is False:
-                # The runner died between claiming and launching: nothing ran, queue it again.
+                # The runner died after claiming, before a supervisor registered: the action never
+                # started, so queue it again (a supervisor it did spawn finds the attempt gone and stops).
                 values = {**_CLEARED_RUN, "status": PENDING, "attempts": row["attempts"] - 1, "started_at": None,
                           "heartbeat_at": None}
                 if store.update_job(conn, row["id"], values, status=RUNNING, attempt=row["attempts"],
                                     supervisor_pid=None):
-                    store.add_event(conn, row["id"], PENDING, "the runner stopped before launching it: queued again",
-                                    now)
+                    store.add_event(conn, row["id"], PENDING,
+                                    "the runner that claimed it stopped before it started: queued again", now)
                     settled.append(row["id"])
             elif waited > LAUNCH_TIMEOUT_S:
                 if _end(store, conn, row, ERROR, f"its supervisor did not start within {LAUNCH_TIMEOUT_S:.0f} s; "

@@ -92,7 +92,8 @@ def _inference(job_dir: str, cfg) -> tuple[dict, dict]:
     if folder is None:
         return {}, {}
     names = ("results.json", "results_index.json", "images_annotated", "labels")
-    outputs = {"folder": folder, **{n: os.path.join(folder, n) for n in names if os.path.exists(os.path.join(folder, n))}}
+    outputs = {"folder": folder}
+    outputs.update({n: os.path.join(folder, n) for n in names if os.path.exists(os.path.join(folder, n))})
     results = _read_json(os.path.join(folder, "results.json"))
     index = _read_json(os.path.join(folder, "results_index.json"))
     metrics = {}

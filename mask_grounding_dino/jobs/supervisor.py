@@ -101,12 +101,41 @@ def _outcome(workspace, job: Job, code: int, stop: _Stop, log_offset: int) -> tu
     return ERROR, f"{why}: {' | '.join(lines)}" if lines else why
 
 
+def _fail_to_start(workspace, job: Job, reason: str) -> int:
+    _say(reason)
+    append_status(job.status_path, FAILURE, reason, verbosity="ERROR")
+    lifecycle.finish(workspace.store, job.id, job.attempts, ERROR, reason, {"exit_code": None})
+    workspace.start_runner()
+    return 0
+
+
+def _read_outputs(job: Job) -> tuple[dict, dict]:
+    from ..config import load_spec
+
+    try:
+        return collect(job.action, job.results_dir, load_spec(job.spec_path))
+    except Exception as exc:  # noqa: BLE001 - unreadable outputs are reported, the status still recorded
+        _say(f"outputs not read: {exc.__class__.__name__}: {exc}")
+        return {}, {}
+
+
+def _record_end(workspace, job: Job, status: str, reason: str | None, code: int, seconds: float) -> None:
+    metrics, outputs = _read_outputs(job)
+    if status == DONE and "model" not in outputs and job.action in ("train", "export", "gen_trt_engine"):
+        _say(f"note: the {job.action} job produced no model file")
+    _say(f"{status} after {seconds:.1f} s" + (f": {reason}" if reason else ""))
+    append_status(job.status_path, SUCCESS if status == DONE else FAILURE, reason or f"{job.action} job finished",
+                  job_id=job.id, verbosity="INFO" if status == DONE else "ERROR", kpi=metrics)
+    lifecycle.finish(workspace.store, job.id, job.attempts, status, reason,
+                     {"exit_code": code, "metrics": metrics, "outputs": outputs})
+
+
 def supervise(workspace, job_id: str, attempt: int) -> int:
     me = processes.identify()
     if not lifecycle.register(workspace.store, job_id, attempt, "supervisor", me):
         return 0  # this attempt was settled or queued again before it could start
     stop = _Stop()
-    job = workspace.get_job(job_id)
+    job = workspace.get_job(job_id, settle=False)
     log_offset = os.path.getsize(job.log_path) if os.path.exists(job.log_path) else 0
     _say(f"{job.action} job {job.id} attempt {attempt} on {me.host} (supervisor pid {me.pid})")
     if job.automl_decision is not None:
@@ -115,43 +144,28 @@ def supervise(workspace, job_id: str, attempt: int) -> int:
     try:
         filled = _prepare(workspace, job)
     except UserError as exc:
-        reason = "cannot start: " + " | ".join(exc.problems)
-        _say(reason)
-        append_status(job.status_path, FAILURE, reason, verbosity="ERROR")
-        lifecycle.finish(workspace.store, job.id, attempt, ERROR, reason, {"exit_code": None})
-        workspace.start_runner()
-        return 0
+        return _fail_to_start(workspace, job, "cannot start: " + " | ".join(exc.problems))
     lifecycle.record(workspace.store, job.id, attempt, {"filled": filled})
     for item in filled:
         if item["value"] is not None or item["function"] == "drop":
-            _say(f"{item['key']} <- {item['function']}: {item['value'] if item['value'] is not None else ''} "
-                 f"{item['note']}".rstrip())
+            value = item["value"] if item["value"] is not None else ""
+            _say(f"{item['key']} <- {item['function']}: {value} {item['note']}".rstrip())
     argv = [sys.executable, "-m", "mask_grounding_dino", job.action, "-e", job.spec_path]
     _say("run: " + " ".join(argv))
     append_status(job.status_path, STARTED, f"{job.action} job started (attempt {attempt})", job_id=job.id)
     started = time.time()
-    child = subprocess.Popen(argv, cwd=job.workdir, env=processes.child_env({"PYTHONUNBUFFERED": "1"}), stdin=subprocess.DEVNULL, stdout=sys.stdout,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        child = subprocess.Popen(argv, cwd=job.workdir, env=processes.child_env({"PYTHONUNBUFFERED": "1"}),
+                                 stdin=subprocess.DEVNULL, stdout=sys.stdout, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    except OSError as exc:  # e.g. the folder the job was created in is gone
+        return _fail_to_start(workspace, job, f"cannot start the action in {job.workdir}: {exc}")
     action_process = processes.identify(child.pid)
     lifecycle.register(workspace.store, job.id, attempt, "process", action_process)
     code = _watch(workspace, job, child, stop)
     processes.signal_group(child.pid, signal.SIGKILL, action_process.start)  # workers left by a killed action
     status, reason = _outcome(workspace, job, code, stop, log_offset)
-    try:
-        from ..config import load_spec
-
-        metrics, outputs = collect(job.action, job.results_dir, load_spec(job.spec_path))
-    except Exception as exc:  # noqa: BLE001 - unreadable outputs are reported, the status still recorded
-        metrics, outputs = {}, {}
-        _say(f"outputs not read: {exc.__class__.__name__}: {exc}")
-    if status == DONE and "model" not in outputs and job.action in ("train", "export", "gen_trt_engine"):
-        _say(f"note: the {job.action} job produced no model file")
-    _say(f"{status} after {time.time() - started:.1f} s" + (f": {reason}" if reason else ""))
-    line_status = SUCCESS if status == DONE else FAILURE
-    append_status(job.status_path, line_status, reason or f"{job.action} job finished", job_id=job.id,
-                  verbosity="INFO" if status == DONE else "ERROR", kpi=metrics)
-    lifecycle.finish(workspace.store, job.id, attempt, status, reason,
-                     {"exit_code": code, "metrics": metrics, "outputs": outputs})
+    _record_end(workspace, job, status, reason, code, time.time() - started)
     workspace.start_runner()
     return 0
 

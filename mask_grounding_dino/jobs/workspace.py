@@ -130,7 +130,8 @@ class Workspace:
             for action, parent_action in parents.items():
                 decision = decide(action, automl_policy if action == "train" else None, skill_root)
                 parent = Job.from_row(self.store.get(conn, ids[parent_action])) if parent_action else None
-                ids[action] = self._insert(conn, action, request, decision, parent, f"{name}-{action}" if name else None)
+                label = f"{name}-{action}" if name else None
+                ids[action] = self._insert(conn, action, request, decision, parent, label)
         if start:
             self.start_runner()
         return {action: self.get_job(job_id, settle=False) for action, job_id in ids.items()}

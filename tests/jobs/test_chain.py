@@ -91,7 +91,8 @@ def test_list_and_show_print_what_people_look_at(chain_run):
     listing = run_cli("jobs", "list", env=env)
     assert listing.returncode == 0
     rows = listing.stdout.strip().splitlines()
-    assert rows[0].split() == ["ID", "NAME", "ACTION", "STATUS", "PARENT", "CREATED", "STARTED", "RAN", "TRIES", "RESULT"]
+    assert rows[0].split() == ["ID", "NAME", "ACTION", "STATUS", "PARENT", "CREATED", "STARTED", "RAN", "TRIES",
+                               "RESULT"]
     assert [r.split()[2:4] for r in rows[1:]] == [["train", "Done"], ["export", "Done"], ["evaluate", "Done"],
                                                    ["inference", "Done"]]
     assert f"{MONITOR} " in rows[1] and "test_mAP@50" in rows[3] and "results on 4 images" in rows[4]

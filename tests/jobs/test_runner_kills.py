@@ -81,6 +81,7 @@ def test_killing_the_runner_at_any_moment_leaves_a_consistent_database(chain_ass
     assert all(jobs[k.id].status == ERROR and jobs[k.id].failed_parent == p.id for k, p in zip(kids, quick))
     assert all(jobs[j.id].status == ERROR and jobs[j.id].attempts == 0 for j in tree)
     assert jobs[root.id].status == CANCELED
-    requeued = sum(e["message"].startswith("the runner stopped before launching")
+    requeued = sum(e["message"].startswith("the runner that claimed it stopped")
                    for j in jobs for e in ws.events(j))
-    print(f"{kills} runner kills; {requeued} claims undone because the kill fell between claim and launch")
+    print(f"{kills} runner kills; {requeued} claims undone because the kill fell between a claim and its "
+          "supervisor's start")

@@ -56,7 +56,8 @@ def test_two_at_once_a_third_waits_and_cancels_stop_them(chain_run, chain_assets
     followed = "".join(ws.logs(a.id, follow_=True))  # returns once the job ended
     done = ws.get_job(a.id)
     assert done.status == DONE, done.reason
-    assert followed == open(done.log_path, encoding="utf-8").read() and "Evaluation of model.onnx" in followed
+    assert followed == open(done.log_path, encoding="utf-8", newline="").read()  # every byte, \r included
+    assert "Evaluation of model.onnx" in followed
     # They overlapped: each started before the other ended.
     assert done.started_at < stopped.finished_at and stopped.started_at < done.finished_at
     assert ws.get_job(c.id).status == CANCELED  # still: a canceled job never starts

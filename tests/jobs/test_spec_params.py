@@ -85,7 +85,8 @@ def test_train_child_of_a_train_job_starts_from_the_parents_model(tmp_path):
 
 
 @pytest.mark.parametrize("action", ["evaluate", "inference"])
-@pytest.mark.parametrize("model,key", [("/p/model.onnx", "checkpoint"), ("/p/model_epoch_001_step_00008.pth", "checkpoint"),
+@pytest.mark.parametrize("model,key", [("/p/model.onnx", "checkpoint"),
+                                       ("/p/model_epoch_001_step_00008.pth", "checkpoint"),
                                        ("/p/model.engine", "trt_engine")])
 def test_evaluate_and_inference_fill_checkpoint_or_engine_by_file_type(tmp_path, action, model, key):
     cfg = load_spec()
