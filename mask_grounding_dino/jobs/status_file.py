@@ -6,6 +6,7 @@ metrics under ``kpi``, as TAO's tools read them. Train also writes its per-epoch
 the status.json of its own results folder (engine/status.py); when that folder is the job's
 folder both writers append to the same file, never at the same time (the job's lines come
 before the action starts and after it ended). Each line is one ``write`` of a whole line.
+The writer is its own (not engine/status.py's) so that the supervisor never imports Lightning.
 """
 
 from __future__ import annotations
