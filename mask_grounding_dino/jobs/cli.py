@@ -1,7 +1,7 @@
 """``mask_grounding_dino jobs <command>``: the job API on the command line.
 
-  create ACTION [-e SPEC] [key=value ...] [--parent ID] [--name N] [--automl-policy auto|off]
-  chain -e SPEC [key=value ...] [--name N]      train -> export -> evaluate + inference
+  create ACTION [-e SPEC] [key=value ...] [--parent ID] [--name N] [--automl-policy auto|off] [--wait]
+  chain -e SPEC [key=value ...] [--name N] [--wait]   train -> export -> evaluate + inference
   list [--status S] [--action A] [--json]
   show ID [--json]
   logs ID [-f]

@@ -160,3 +160,35 @@ def test_heartbeat_reports_cancel_and_a_settled_attempt(ws):
     assert lifecycle.heartbeat(ws.store, job.id, 1) is True
     assert _status(ws, job).heartbeat_at > before
     assert lifecycle.heartbeat(ws.store, job.id, 2) is None  # not that attempt
+
+
+def _register_as(ws, job, ident: processes.ProcessId) -> None:
+    """Record ``ident`` as the job's claimer and supervisor (a process seen from this machine)."""
+    with ws.store.write() as conn:
+        ws.store.update_job(conn, job.id, {"host": ident.host, "boot_id": ident.boot_id, "claimer_pid": ident.pid,
+                                           "claimer_start": ident.start})
+    assert lifecycle.register(ws.store, job.id, 1, "supervisor", ident)
+
+
+@pytest.mark.skipif(not processes.boot_id(), reason="this system reports no boot id")
+def test_a_job_running_before_a_reboot_is_error_with_that_reason(ws):
+    job = _job(ws)
+    _claim(ws)
+    me = processes.identify()  # a live pid: only the boot id says it is not the same process
+    _register_as(ws, job, processes.ProcessId(me.host, "an-earlier-boot", me.pid, me.start))
+    assert lifecycle.reap(ws.store) == [job.id]
+    ended = _status(ws, job)
+    assert (ended.status, ended.reason) == (ERROR, "the machine restarted while the job ran")
+
+
+def test_a_job_on_another_host_is_judged_by_its_heartbeat(ws):
+    job = _job(ws)
+    _claim(ws)
+    _register_as(ws, job, processes.ProcessId("another-host", "", 4242, "1"))
+    assert lifecycle.reap(ws.store) == [] and _status(ws, job).status == RUNNING  # it beat just now
+    quiet = lifecycle.STALE_AFTER_S + 5
+    with ws.store.write() as conn:
+        ws.store.update_job(conn, job.id, {"heartbeat_at": time.time() - quiet})
+    assert lifecycle.reap(ws.store) == [job.id]
+    ended = _status(ws, job)
+    assert ended.status == ERROR and ended.reason.startswith("no heartbeat from another-host for "), ended.reason
