@@ -26,7 +26,7 @@ from .errors import UserError
 
 ACTIONS = ("train", "evaluate", "inference", "export", "quantize", "gen_trt_engine")
 TOOLS_PACKAGE = "mask_grounding_dino.data.tools"
-_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart")
+_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart", "jobs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +61,9 @@ def _dispatch(argv: list[str]) -> int:
         return run_schemas(rest)
     if command == "quickstart":
         return run_quickstart(rest)
+    if command == "jobs":
+        from .jobs.cli import run_jobs
+        return run_jobs(rest)
     close = difflib.get_close_matches(command, _COMMANDS, n=1)
     hint = f"; did you mean {close[0]}?" if close else f"; commands: {', '.join(_COMMANDS)}"
     raise UserError(f"unknown command {command!r}{hint}")
@@ -75,6 +78,7 @@ def _top_help() -> str:
             "other commands:\n  dataset <tool> ...     data tools (mask_grounding_dino dataset --help)\n"
             "  schemas [--out DIR] [--check]   write or check schemas/ and references/\n"
             "  quickstart [--out DIR]   the whole workflow on the built-in dataset, on a CPU\n"
+            "  jobs <command> ...     create, chain, watch, cancel and retry runs (mask_grounding_dino jobs --help)\n"
             "  --version")
 
 
