@@ -172,6 +172,9 @@ NO_EFFECT: dict[str, str] = {
 }
 #: Keys whose value is never repeated in a message.
 _SECRET = ("encryption_key",)
+#: Values as quiet as the default: ``tlt_encode`` is the key every TAO spec template and TAO's job
+#: service write, so warning about it would flag every spec that comes from TAO.
+_AS_DEFAULT: dict[str, tuple] = {"encryption_key": ("tlt_encode",)}
 _WARNED: set[tuple[str, str]] = set()     # (key, value) already reported by this process
 
 
@@ -182,7 +185,7 @@ def keys_without_effect(cfg: Any, problems: Problems | None = None) -> list[tupl
     found = []
     for key, why in NO_EFFECT.items():
         value = get_value(cfg, key)
-        if value != get_value(defaults, key):
+        if value != get_value(defaults, key) and value not in _AS_DEFAULT.get(key, ()):
             origin = problems.origin(tuple(key.split("."))) if problems is not None else None
             shown = "setting it" if key in _SECRET else repr(value)
             found.append((key, f"{origin + ': ' if origin else ''}{key}: {shown} has no effect: {why}"))

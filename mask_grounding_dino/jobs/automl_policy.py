@@ -50,7 +50,7 @@ def decide(action: str, policy: str | None = "auto", skill_root: str | None = No
     if policy not in POLICIES:
         raise JobError(f"automl_policy {policy!r}: expected one of {', '.join(POLICIES)}")
     if policy == "off":
-        return PolicyDecision(policy, PLAIN, "automl_policy off: plain training")
+        return PolicyDecision(policy, PLAIN, "plain training")
     root = skill_root or SKILL_ROOT
     skill_info = os.path.join(root, "references", "skill_info.yaml")
     if not os.path.isfile(skill_info):

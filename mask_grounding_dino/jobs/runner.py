@@ -18,9 +18,12 @@ import subprocess
 import sys
 import time
 
+from ..utils.log import enable_console, get_logger
 from . import lifecycle, processes
 from .settings import POLL_S
 from .status import ERROR, RUNNING
+
+log = get_logger(__name__)
 
 try:
     import fcntl
@@ -122,11 +125,11 @@ def run(workspace) -> int:
     if not lock.acquire():
         return 0  # another runner has this workspace
     me = processes.identify()
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {me.pid} started", flush=True)
+    log.info(f"{time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {me.pid} started")
     try:
         while True:
             for job in tick(workspace, me):
-                print(f"{time.strftime('%H:%M:%S')} launched {job.label} attempt {job.attempts}", flush=True)
+                log.info(f"{time.strftime('%H:%M:%S')} launched {job.label} attempt {job.attempts}")
             if not workspace.has_pending():
                 # Release, then look again: a job created in between either sees the lock free
                 # (and starts a runner) or is seen here.
@@ -137,7 +140,7 @@ def run(workspace) -> int:
     finally:
         lock.release()
     running = workspace.count((RUNNING,))
-    print(f"{time.strftime('%H:%M:%S')} runner pid {me.pid} exits: nothing pending ({running} running)", flush=True)
+    log.info(f"{time.strftime('%H:%M:%S')} runner pid {me.pid} exits: nothing pending ({running} running)")
     return 0
 
 
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--db", default=None)
     args = parser.parse_args(argv)
+    enable_console()  # this process's stdout is the runner's log file
     return run(Workspace(args.workspace, database_url=args.db, start_runner=False))
 
 

@@ -27,6 +27,7 @@ import sys
 import time
 
 from ..errors import UserError
+from ..utils.log import enable_console, get_logger
 from . import lifecycle, processes
 from .automl_policy import AUTOML
 from .job import Job
@@ -38,9 +39,11 @@ from .specs import request_config
 from .status import CANCELED, DONE, ERROR
 from .status_file import FAILURE, STARTED, SUCCESS, append_status
 
+log = get_logger(__name__)
+
 
 def _say(text: str) -> None:
-    print(f"[job {time.strftime('%H:%M:%S')}] {text}", flush=True)
+    log.info(f"[job {time.strftime('%H:%M:%S')}] {text}")
 
 
 def _prepare(workspace, job: Job) -> list[dict]:
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("attempt", type=int)
     args = parser.parse_args(argv)
+    enable_console()  # this process's stdout is the job's log.txt
     return supervise(Workspace(args.workspace, database_url=args.db, start_runner=False), args.job_id, args.attempt)
 
 

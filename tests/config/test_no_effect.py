@@ -65,6 +65,15 @@ def test_defaults_and_the_tao_template_warn_only_about_what_they_set(caplog):
                                  "scores every category (TAO's Mask Grounding DINO does not read it either)"]
 
 
+def test_taos_default_encryption_key_is_as_quiet_as_ours(caplog):
+    """TAO's templates and its job service write ``tlt_encode``: a spec from TAO gets no warning for it."""
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        load_spec(overrides=["encryption_key=tlt_encode"])
+        assert _warnings(caplog) == []
+        load_spec(overrides=["encryption_key=my_own_key"])
+    assert [w.split(": ", 2)[1] for w in _warnings(caplog)] == ["encryption_key"]
+
+
 def test_overrides_are_named_and_launched_processes_stay_quiet(caplog, monkeypatch):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         monkeypatch.setenv("LOCAL_RANK", "1")           # a process Lightning launched for DDP

@@ -65,7 +65,7 @@ def test_kill_9_then_retry_ends_with_the_uninterrupted_weights(chain_run, chain_
     resumed = {r["key"]: r["value"] for r in done.filled}["train.resume_training_checkpoint_path"]
     assert os.path.basename(resumed) == f"model_epoch_001_step_{second_kill:05d}.pth"
     log = open(done.log_path, encoding="utf-8").read()
-    assert log.count("Resuming from") == 2 and "attempt 3 on" in log
+    assert log.count("train: resuming in") == 2 and "attempt 3 on" in log
 
     mine, theirs = train_folder(done.results_dir), reference.outputs["folder"]
     names = [os.path.basename(p) for _, _, p in checkpoints(mine)]

@@ -52,7 +52,7 @@ def test_library_code_does_not_print():
     import pathlib
 
     package = pathlib.Path(__file__).resolve().parents[2] / "mask_grounding_dino"
-    front_ends = {"cli.py", "config/compat.py", "data/tools/synth.py", "data/tools/convert.py",
+    front_ends = {"cli.py", "jobs/cli.py", "config/compat.py", "data/tools/synth.py", "data/tools/convert.py",
                   "data/tools/validate/__init__.py"}
     printing = []
     for path in sorted(package.rglob("*.py")):
