@@ -7,9 +7,11 @@ trained towards is therefore the label of target ``perm_1[perm_2[...[perm_l[k]]]
 target ``perm_l[k]``: correct only where the composed permutation lands on a target of the same
 class. Ours (standard DETR, the original Grounding DINO) matches each layer on its own.
 
-This script runs the trained model on training batches (eval mode: the matches the loss sees
-at the end of training, without denoising queries), matches every layer with the model's
-matcher, and counts the matched queries whose class target differs under TAO's rule.
+This script runs the trained model on training batches (the eval forward, but with every decoder
+layer and the encoder proposals predicted as in training; no targets given, so no denoising
+queries: the matches the loss sees at the end of training), matches every layer
+with the model's matcher, and counts the matched queries whose class target differs under
+TAO's rule.
 
     python bench/tao_criterion_labels.py --checkpoint runs/quickstart/train/mask_gdino_model_latest.pth \
         --spec runs/quickstart/spec.yaml [--batches 8] [--out bench/results/tao_criterion_labels.json]
@@ -42,6 +44,15 @@ def tao_targets(labels: torch.Tensor, matches: list[tuple[torch.Tensor, torch.Te
     return out
 
 
+def every_layer_mode(model: torch.nn.Module) -> torch.nn.Module:
+    """Every layer's prediction from the eval forward: each submodule in eval mode (no dropout,
+    drop-path or batch-statistics update), only the top model flagged as training, which is the
+    flag that makes it return the auxiliary and encoder predictions."""
+    model.eval()
+    model.training = True
+    return model
+
+
 @torch.no_grad()
 def count_wrong_targets(model, loader, matcher, batches: int) -> dict:
     per_layer: dict[str, list[int]] = {}
@@ -53,6 +64,8 @@ def count_wrong_targets(model, loader, matcher, batches: int) -> dict:
         layers += [(f"aux_{i}", a.pred_logits, a.pred_boxes) for i, a in enumerate(out.aux_outputs)]
         if out.enc_outputs is not None:
             layers.append(("interm", out.enc_outputs.pred_logits, out.enc_outputs.pred_boxes))
+        if len(layers) < 2:
+            raise RuntimeError("the model predicted its last layer only: call every_layer_mode(model) first")
         matched = [matcher(logits, boxes, batch.targets, out.text_mask) for _, logits, boxes in layers]
         for i, target in enumerate(batch.targets):
             if target.empty or not len(target.labels):
@@ -76,7 +89,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cfg = load_spec(args.spec)
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", spec=cfg)
-    model, tp = predictor.backend.model.eval(), predictor.backend.text_processor
+    model, tp = every_layer_mode(predictor.backend.model), predictor.backend.text_processor
     loader = build_dataloader(cfg, "train", text_processor=tp, batch_size=args.batch_size, seed=0)
     result = count_wrong_targets(model, loader, HungarianMatcher.from_config(cfg.model), args.batches)
     print(f"{'layer':10s} {'wrong class targets':>22s}")

@@ -32,3 +32,26 @@ def test_tao_rule_is_right_when_the_first_match_is_the_identity_or_classes_agree
     same = torch.tensor([4, 4, 4])
     _, aux = bench.tao_targets(same, [_match([2, 0, 1]), _match([1, 2, 0])])
     assert aux.tolist() == [4, 4, 4]
+
+
+def test_every_layer_mode_predicts_every_layer_with_the_eval_forward():
+    """The count needs each decoder layer's and the encoder's predictions (training mode only),
+    from the same forward as in eval (dropout off): two calls agree and the last layer equals eval."""
+    from mask_grounding_dino.model.presets import build_preset
+    from mask_grounding_dino.text import TextProcessor
+
+    torch.manual_seed(0)
+    model = build_preset("tiny")
+    text = TextProcessor("bert-base-uncased", 256)(["red circle . blue square ."] * 2)
+    images = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 64, 96, dtype=torch.bool)
+    with torch.no_grad():
+        evaluated = model.eval()(images, *text.as_tuple(), pixel_mask=mask)
+        bench.every_layer_mode(model)
+        first = model(images, *text.as_tuple(), pixel_mask=mask)
+        second = model(images, *text.as_tuple(), pixel_mask=mask)
+    assert model.training and len(first.aux_outputs) == len(model.transformer.decoder.layers) - 1 > 0
+    assert first.enc_outputs is not None
+    assert torch.equal(first.pred_logits, second.pred_logits)
+    # Same weights and inputs, same ops: equal up to float summation order (none expected; 1e-6 margin).
+    torch.testing.assert_close(first.pred_boxes, evaluated.pred_boxes, rtol=0, atol=1e-6)
