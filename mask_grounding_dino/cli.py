@@ -204,3 +204,7 @@ def run_schemas(argv: list[str]) -> int:
     written = write_artifacts(args.out)
     print(f"wrote {len(written)} files under {args.out}")
     return 0
+
+
+if __name__ == "__main__":   # python -m mask_grounding_dino.cli works like python -m mask_grounding_dino
+    raise SystemExit(main())

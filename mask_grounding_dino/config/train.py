@@ -15,7 +15,9 @@ class CudnnConfig:
         False, title="Autotune kernels", description="Let cuDNN time kernels and keep the fastest (not bitwise "
                                                      "reproducible).")
     deterministic: bool = spec_field(
-        True, title="Deterministic kernels", description="Ask cuDNN for deterministic algorithms.")
+        True, title="Deterministic kernels",
+        description="Ask cuDNN for deterministic algorithms on a GPU; on the CPU, use torch's deterministic "
+                    "kernels, so a run repeats bit for bit with the same seed on the same machine.")
 
 
 @dataclass
