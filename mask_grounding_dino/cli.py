@@ -17,6 +17,7 @@ import argparse
 import ast
 import difflib
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -43,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``... | head``): stop quietly, as Unix tools do. Point stdout at
+        # devnull so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):   # stdout without a descriptor (a test's capture)
+            pass
+        return 128 + 13   # the shell's code for a process ended by SIGPIPE
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -175,3 +175,13 @@ def test_python_dash_m_entry_point():
     assert out.stderr.startswith("error: override 'model.backbone=resnet_51': model.backbone: 'resnet_51' is not "
                                  "allowed")
     assert "Traceback" not in out.stderr
+
+
+def test_a_closed_pipe_ends_quietly_with_the_sigpipe_code():
+    """``mask_grounding_dino ... | head``: the reader closing early is no error worth a traceback."""
+    child = subprocess.Popen([sys.executable, "-m", "mask_grounding_dino", "--help"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()      # before the child has printed anything (its imports take far longer)
+    err = child.stderr.read().decode()
+    assert child.wait() == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
