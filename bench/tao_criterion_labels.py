@@ -19,16 +19,18 @@ TAO's rule.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 
 import torch
 
-from mask_grounding_dino import Predictor
-from mask_grounding_dino.config import load_spec
 from mask_grounding_dino.data.loaders import build_dataloader
 from mask_grounding_dino.model.matcher import HungarianMatcher
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from trained_model import load_trained, model_parser  # noqa: E402
 
 
 def tao_targets(labels: torch.Tensor, matches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
@@ -80,16 +82,11 @@ def count_wrong_targets(model, loader, matcher, batches: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--spec", required=True, help="the spec the model was trained with (quickstart: spec.yaml)")
+    parser = model_parser(__doc__, "bench/results/tao_criterion_labels.json")
     parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--out", default="bench/results/tao_criterion_labels.json")
     args = parser.parse_args(argv)
-    cfg = load_spec(args.spec)
-    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", spec=cfg)
-    model, tp = every_layer_mode(predictor.backend.model), predictor.backend.text_processor
+    cfg, model, tp = load_trained(args)
+    every_layer_mode(model)
     loader = build_dataloader(cfg, "train", text_processor=tp, batch_size=args.batch_size, seed=0)
     result = count_wrong_targets(model, loader, HungarianMatcher.from_config(cfg.model), args.batches)
     print(f"{'layer':10s} {'wrong class targets':>22s}")

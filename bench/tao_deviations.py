@@ -20,25 +20,25 @@ Prints a table and writes the JSON; the numbers go into mask_grounding_dino/conf
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import os
 import random
-import subprocess
 import sys
 
 import torch
 
-from mask_grounding_dino import Predictor
-from mask_grounding_dino.config import load_spec
 from mask_grounding_dino.data.loaders import build_dataloader, build_dataset
 from mask_grounding_dino.metrics import CocoEvaluator
 from mask_grounding_dino.model.encoder import TextEnhancerLayer
 from mask_grounding_dino.model.grounding_dino import MaskGroundingDINO
 from mask_grounding_dino.model.postprocess import PostProcessor, PromptLayout
-from mask_grounding_dino.model.results import Detections
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine_load import uptime  # noqa: E402
+from trained_model import load_trained, model_parser  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -150,26 +150,11 @@ def _map50(metrics) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in keys.items() if k.endswith("_mAP@50")}
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "n/a"
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--spec", required=True, help="the spec the model was trained with (quickstart: spec.yaml)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="bench/results/tao_deviations.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = load_spec(args.spec)
-    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", spec=cfg)
-    model, tp = predictor.backend.model.eval(), predictor.backend.text_processor
-    load = _uptime()
+    args = model_parser(__doc__, "bench/results/tao_deviations.json").parse_args(argv)
+    cfg, model, tp = load_trained(args)
+    model.eval()
+    load = uptime()
 
     ours = shared_caption_map(model, cfg, tp, args.batch_size)
     with tao_eval_box_rule():
