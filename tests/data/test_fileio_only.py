@@ -101,6 +101,9 @@ LAYER = "data/fileio.py"
 _RESULTS = "writes / reads our own results folder (results_dir is local: config/validate.py refuses URLs)"
 _MISSING = "lists the local folder of a missing local model file for the error (URLs get fileio's message first)"
 _CACHE = "the project's cache folder (archives extracted, URLs fetched), never a user path"
+_WORKSPACE = "the jobs workspace, a local folder of our own (database, results/<job_id>/, logs, lock)"
+_JOB_RESULTS = "a job's own results folder in the workspace (results_dir is set by the job: <workspace>/results/<id>)"
+_PROC = "the kernel's process and boot records (/proc), for the liveness of a job's process"
 
 #: ``(module, function, call): (count, why it never touches a user-given location)``.
 ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
@@ -208,6 +211,28 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("model/checkpoint/locate.py", "model_files", ".is_file"): (1, _MISSING),
     ("model/checkpoint/locate.py", "model_files", "os.path.isfile"): (1, _MISSING),
     ("model/checkpoint/locate.py", "model_files", "os.scandir"): (1, _MISSING),
+    # -- the jobs workspace: our own local folder, process records, package resources
+    ("jobs/artifacts.py", "checkpoints", "os.listdir"): (1, _JOB_RESULTS),
+    ("jobs/artifacts.py", "json_lines", "open"): (1, _JOB_RESULTS),
+    ("jobs/artifacts.py", "latest_checkpoint", "os.path.isfile"): (1, _JOB_RESULTS),
+    ("jobs/artifacts.py", "train_folder", "os.path.exists"): (1, _JOB_RESULTS),
+    ("jobs/outputs.py", "_evaluate", "os.listdir"): (1, _JOB_RESULTS),
+    ("jobs/outputs.py", "_first_existing", "os.path.exists"): (1, _JOB_RESULTS),
+    ("jobs/outputs.py", "_inference", "os.path.exists"): (1, _JOB_RESULTS),
+    ("jobs/outputs.py", "_train", "os.path.exists"): (1, _JOB_RESULTS),
+    ("jobs/status_file.py", "append_status", "open"): (1, _JOB_RESULTS),
+    ("jobs/automl_policy.py", "_automl_enabled", "open"): (1, "the package's own references/skill_info.yaml"),
+    ("jobs/automl_policy.py", "decide", "os.path.isfile"): (2, "the package's own schemas/ and references/"),
+    ("jobs/logs.py", "_read_bytes", "open"): (1, _WORKSPACE),
+    ("jobs/render.py", "page", "os.path.exists"): (1, _WORKSPACE),
+    ("jobs/runner.py", "RunnerLock.acquire", "open"): (1, _WORKSPACE),
+    ("jobs/processes.py", "spawn", "open"): (1, _WORKSPACE),
+    ("jobs/supervisor.py", "supervise", "os.path.exists"): (1, _WORKSPACE),
+    ("jobs/supervisor.py", "supervise", "os.path.getsize"): (1, _WORKSPACE),
+    ("jobs/processes.py", "_stat", "open"): (1, _PROC),
+    ("jobs/processes.py", "alive", "os.path.isdir"): (1, _PROC),
+    ("jobs/processes.py", "boot_id", "open"): (1, _PROC),
+    ("jobs/settings.py", "visible_gpus", "os.listdir"): (1, "the NVIDIA driver's GPU list in /proc, to count GPUs"),
 }
 
 
