@@ -9,9 +9,10 @@ from .fields import INF, spec_field
 #: The six backbone names TAO accepts.
 TAO_BACKBONES = ("swin_tiny_224_1k", "swin_base_224_22k", "swin_base_384_22k", "swin_large_224_22k",
                  "swin_large_384_22k", "resnet_50")
-#: Every backbone name ``model.backbone`` accepts: TAO's plus our small presets for CPU runs
-#: (the model team registers each name; a test checks the registry agrees with this list).
-BACKBONES = TAO_BACKBONES + ("resnet_18", "resnet_tiny", "swin_nano")
+#: Every backbone name ``model.backbone`` accepts: TAO's plus our small presets for CPU runs and
+#: EfficientNet-Lite0, whose ImageNet weights install with the package (the model team
+#: registers each name; a test checks the registry agrees with this list).
+BACKBONES = TAO_BACKBONES + ("resnet_18", "resnet_tiny", "swin_nano", "efficientnet_lite0")
 
 
 def _check_log_scale(value: str) -> str | None:
@@ -31,11 +32,15 @@ class ModelConfig:
 
     pretrained_backbone_path: str = spec_field(
         "", title="Pretrained backbone weights",
-        description="Checkpoint holding weights for the image backbone only; empty starts from random weights.")
+        description="Checkpoint holding weights for the image backbone only; empty starts from random weights. "
+                    "For efficientnet_lite0, 'efficientnet_lite0' or 'imagenet' names its bundled ImageNet "
+                    "weights.")
     backbone: str = spec_field(
         "swin_tiny_224_1k", title="Backbone", valid_options=BACKBONES, popular=True,
         description="Image feature extractor. Swin variants are named by size, pretraining resolution and "
-                    "ImageNet split; resnet_18, resnet_tiny and swin_nano are small presets for CPU runs.")
+                    "ImageNet split; resnet_18, resnet_tiny and swin_nano are small presets for CPU runs; "
+                    "efficientnet_lite0 is a small ImageNet-pretrained backbone for CPU fine-tuning "
+                    "(pretrained_backbone_path: efficientnet_lite0).")
     num_queries: int = spec_field(
         900, title="Object queries", valid_min=1, valid_max=INF, parent_param=True, popular=True,
         description="How many detection slots the decoder refines; each can become one predicted object.")
