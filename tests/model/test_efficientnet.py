@@ -227,7 +227,7 @@ def test_trains_with_the_train_action_and_a_bad_file_exits_2(tmp_path, capsys):
             "train.optim.lr_backbone=1e-5"]
     before = torch.load(bundled_lite0_weights(), weights_only=True)
     assert cli.main(["train", f"results_dir={tmp_path / 'run'}", *args]) == 0
-    (step, epoch, ckpt), = list_checkpoints(str(tmp_path / "run"))
+    (step, epoch, ckpt), = list_checkpoints(str(tmp_path / "run" / "train"))
     assert (step, epoch) == (2, 0)
     weights = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     body = {k[len("model.backbone.0.body."):]: v for k, v in weights.items() if k.startswith("model.backbone.0.body.")}
@@ -246,7 +246,7 @@ def test_trains_with_the_train_action_and_a_bad_file_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: model.pretrained_backbone_path: no tensor of") \
         and str(wrong) in err[0]
-    assert list_checkpoints(str(tmp_path / "run")) == [(step, epoch, ckpt)] and os.path.isfile(ckpt)
+    assert list_checkpoints(str(tmp_path / "run" / "train")) == [(step, epoch, ckpt)] and os.path.isfile(ckpt)
 
 
 def test_onnx_export_matches_at_odd_sizes(pretrained, tmp_path):
