@@ -47,7 +47,7 @@ from .deploy.preprocess import ImageInput, ImagePreprocessor, load_rgb
 from .deploy.results_writer import normalise_color_map
 from .deploy.tensorrt import is_engine_path
 from .errors import UserError
-from .model.checkpoint import read_checkpoint
+from .quantize.loading import read_model_file
 from .model.results import Detections
 from .writers import draw_detections
 
@@ -93,7 +93,7 @@ class Predictor:
         with (its resize, normalisation and inference thresholds); other files use the defaults."""
         raw = None
         if spec is None and not (is_onnx_path(path) or is_engine_path(path)) and os.path.exists(path):
-            raw = read_checkpoint(path)          # read once: its spec here, its weights in open_backend
+            raw = read_model_file(path)          # read once: its spec here, its weights in open_backend
         cfg = _as_spec(spec if spec is not None else (raw.metadata.get("spec") if raw is not None else None))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,
                                key="checkpoint", text_encoder_type=cfg.model.text_encoder_type, raw=raw)

@@ -52,10 +52,14 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
     """
     from ..model.checkpoint import load_checkpoint, read_checkpoint
     from ..model.grounding_dino import MaskGroundingDINO
+    from ..quantize.loading import load_quantized
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{key}: checkpoint '{path}' does not exist")
+    quantized = load_quantized(path, model_section, key=key, raw=raw)     # torchao / ModelOpt files
+    if quantized is not None:
+        return LoadedModel(*quantized)
     raw = raw if raw is not None else read_checkpoint(path)
     config = _recorded_config(raw)
     if config is not None:
