@@ -29,7 +29,7 @@ import numpy as np
 from .calibration import CalibrationData
 from .errors import QuantizeError, import_optional
 from .layers import LayerPlan
-from .onnx_nodes import scope_tokens, weight_nodes, write_metadata
+from .onnx_nodes import write_metadata
 
 NAME = "modelopt.onnx"
 _MODES = {"int8": "int8", "fp8_e4m3fn": "fp8"}
@@ -37,22 +37,6 @@ _METHODS = {"max": "max", "minmax": "max", "entropy": "entropy"}
 #: ``backend_kwargs`` passed on to ``modelopt.onnx.quantization.quantize``.
 PASSED_OPTIONS = ("high_precision_dtype", "mha_accumulation_dtype", "disable_mha_qdq", "op_types_to_exclude",
                   "simplify", "calibrate_per_node")
-
-
-def graph_layers(onnx_path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
-    """(layers as (module path, class name, kind), node name -> module path) of an exported graph."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    layers, owner = {}, {}
-    for node, op in weight_nodes(graph).items():
-        path = ".".join(scope_tokens(node))
-        if not path:
-            continue
-        kind = "Conv2d" if op == "Conv" else "Linear"
-        layers.setdefault(path, (path, kind, kind))
-        owner[node] = path
-    return list(layers.values()), owner
 
 
 def graph_input(onnx_path: str | os.PathLike) -> tuple[tuple[int, int], int]:

@@ -36,12 +36,36 @@ def _is_subsequence(short: list[str], long: list[str]) -> bool:
     return all(token in it for token in short)
 
 
-def weight_nodes(graph) -> dict[str, str]:
-    """Name -> op type of the Linear/Conv nodes of ``graph`` (an ``onnx.GraphProto``)."""
+def weight_nodes(graph) -> dict:
+    """Name -> node (``onnx.NodeProto``) of the Linear/Conv nodes of ``graph`` (an ``onnx.GraphProto``)."""
     stored = {init.name for init in graph.initializer}
     stored |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
-    return {node.name: node.op_type for node in graph.node
+    return {node.name: node for node in graph.node
             if node.op_type in WEIGHT_OPS and len(node.input) > 1 and node.input[1] in stored}
+
+
+def parameter_module(node) -> str | None:
+    """The module path in the weight's name (``model.mask_head.lay1.weight`` -> ``mask_head.lay1``), or None
+    when the exporter renamed the weight (``onnx::MatMul_123``: transposed Linear weights)."""
+    weight = node.input[1]
+    if not weight.endswith(".weight") or weight.startswith("onnx::"):
+        return None
+    name = weight[: -len(".weight")]
+    return name[len("model."):] if name.startswith("model.") else name
+
+
+def graph_layers(graph) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+    """(layers as (module path, class name, kind), node name -> module path) of an exported graph whose
+    modules are not at hand (``quantize.model_path`` is an ``.onnx`` file)."""
+    layers, owner = {}, {}
+    for name, node in weight_nodes(graph).items():
+        path = parameter_module(node) or ".".join(scope_tokens(name))
+        if not path:
+            continue
+        kind = "Conv2d" if node.op_type == "Conv" else "Linear"
+        layers.setdefault(path, (path, kind, kind))
+        owner[name] = path
+    return list(layers.values()), owner
 
 
 def module_of_nodes(graph, module_names: list[str]) -> dict[str, str | None]:
@@ -50,8 +74,13 @@ def module_of_nodes(graph, module_names: list[str]) -> dict[str, str | None]:
     for name in module_names:
         tokens = name.split(".")
         by_last.setdefault(tokens[-1], []).append(tokens)
+    known = set(module_names)
     found: dict[str, str | None] = {}
-    for node in weight_nodes(graph):
+    for node, proto in weight_nodes(graph).items():
+        named = parameter_module(proto)
+        if named in known:
+            found[node] = named
+            continue
         tokens = scope_tokens(node)
         candidates = [m for m in by_last.get(tokens[-1] if tokens else "", []) if _is_subsequence(tokens, m)]
         best = min(candidates, key=len, default=None)

@@ -126,15 +126,17 @@ def _cpu_input_size(cfg, model) -> tuple[int, int]:
 
 def _quantize_onnx(cfg, request: Request, output: str) -> QuantizeResult:
     """modelopt.onnx, or target cpu from an ``.onnx`` file."""
+    import onnx
+
     from ..text import TextProcessor
     from .calibration import CalibrationData
-    from .modelopt_onnx import graph_input, graph_layers, quantize_onnx
-    from .onnx_nodes import read_metadata
+    from .modelopt_onnx import graph_input, quantize_onnx
+    from .onnx_nodes import graph_layers, read_metadata
 
     q = cfg.quantize
     size, text_len = graph_input(request.model_path)
     meta = read_metadata(request.model_path)
-    layers, owner = graph_layers(request.model_path)
+    layers, owner = graph_layers(onnx.load(request.model_path, load_external_data=False).graph)
     plan = plan_layers(layers, layers=q.layers, skip_names=q.skip_names, mode="static_ptq",
                        supported=("Linear", "Conv2d"), backend=request.path)
     if not plan.chosen:
