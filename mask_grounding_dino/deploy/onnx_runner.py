@@ -69,11 +69,13 @@ class OnnxBackend:
                  text_encoder_type: str | None = None):
         import onnxruntime as ort
 
+        from ..quantize.onnx_session import session_options
+
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise CheckpointError(f"ONNX file '{self.path}' does not exist")
         self.device = torch.device(device)
-        options = ort.SessionOptions()
+        options = session_options(self.path)          # TensorRT's Q/DQ graphs run as written
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(self.path, options, providers=onnx_providers(self.device))

@@ -126,7 +126,9 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, batch_sizes: tuple[int
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"ONNX file '{path}' does not exist")
-    session = ort.InferenceSession(str(path), providers=list(providers))
+    from ..quantize.onnx_session import session_options
+
+    session = ort.InferenceSession(str(path), session_options(path), providers=list(providers))
     names = tuple(o.name for o in session.get_outputs())
     image_dims = _static_dims(session, INPUT_NAMES[0])            # [B, 3, H, W]
     text_len = int(_static_dims(session, INPUT_NAMES[1])[1])

@@ -125,7 +125,9 @@ def match_threads(backend) -> None:
         return
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from .onnx_session import session_options
+
+    options = session_options(backend.path)
     options.log_severity_level = 3
     options.intra_op_num_threads = torch.get_num_threads()
     backend.session = ort.InferenceSession(backend.path, options, providers=session.get_providers())
