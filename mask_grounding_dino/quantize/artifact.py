@@ -13,9 +13,10 @@ Both also carry ``format: mask_grounding_dino.quantized``, ``backend``, ``mode``
 bare state dict of tensor subclasses) and ModelOpt files without our keys are recognised too;
 their architecture then comes from the spec's ``model`` section.
 
-:func:`sniff` tells the kind from the pickle's text without unpickling anything (the
-checkpoint is a zip whose ``data.pkl`` names the classes it holds), so ordinary checkpoints
-pay nothing.
+:func:`sniff` tells the kind from the pickle's opcodes without unpickling anything (the
+checkpoint is a zip whose ``data.pkl`` names the classes it holds): a class from a ``torchao``
+module, or a ``modelopt_state`` key. Plain strings do not count: every trained checkpoint
+records its spec, whose ``quantize.backend`` reads ``torchao``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ FILE_NAMES = {"torchao": "quantized_model_torchao.pth",
               "modelopt.pytorch": "quantized_model_modelopt.pytorch.pth",
               "modelopt.onnx": "quantized_model.onnx",
               "cpu": "quantized_model_cpu_int8.onnx"}
-_MARKERS = ((b"modelopt_state", "modelopt.pytorch"), (b"torchao", "torchao"))
 
 
 def sniff(path: str | os.PathLike) -> str | None:
@@ -50,7 +50,30 @@ def sniff(path: str | os.PathLike) -> str | None:
             text = archive.read(name)
     except (OSError, zipfile.BadZipFile):
         return None
-    return next((kind for marker, kind in _MARKERS if marker in text), None)
+    if b"torchao" not in text and b"modelopt_state" not in text:
+        return None                                   # the common case, without parsing
+    return _pickled_kind(text)
+
+
+def _pickled_kind(text: bytes) -> str | None:
+    """``modelopt.pytorch`` for a ``modelopt_state`` key, ``torchao`` for a class of a torchao module."""
+    import pickletools
+
+    strings: list[str] = []
+    kind = None
+    try:
+        for opcode, arg, _ in pickletools.genops(text):
+            if isinstance(arg, str) and "UNICODE" in opcode.name:
+                if arg == "modelopt_state":
+                    return "modelopt.pytorch"
+                strings.append(arg)
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2 and strings[-2].startswith("torchao."):
+                kind = "torchao"
+            elif opcode.name == "GLOBAL" and str(arg).startswith("torchao."):
+                kind = "torchao"
+    except Exception:  # not a pickle we can read: an ordinary loader reports it
+        return None
+    return kind
 
 
 def build_payload(*, backend: str, mode: str, model, state_dict: dict, plan: dict, spec: dict | None,
