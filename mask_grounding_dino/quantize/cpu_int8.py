@@ -55,8 +55,15 @@ def quantize_graph(float_path: str | os.PathLike, plan: LayerPlan, owner: dict[s
     import_optional("onnxruntime.quantization", "quantize.target cpu")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    import onnx
+
     method = getattr(CalibrationMethod, check_algorithm(algorithm))
-    nodes = [node for node, module in owner.items() if module in plan.chosen]
+    graph = onnx.load(str(float_path), load_external_data=False).graph
+    # onnxruntime's calibrator records no range for a graph input (the image feeding the first Conv):
+    # such a layer stays float rather than failing the whole run.
+    inputs = {i.name for i in graph.input}
+    direct = {n.name for n in graph.node if n.input and n.input[0] in inputs}
+    nodes = [node for node, module in owner.items() if module in plan.chosen and node not in direct]
     if not nodes:
         raise QuantizeError("quantize.layers: none of the selected layers appears in the ONNX graph; nothing to "
                             "quantise")
