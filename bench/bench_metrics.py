@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from mask_grounding_dino.data.records import CocoAnnotation, CocoDataset, CocoImage
-from mask_grounding_dino.metrics import CocoEvaluator, encode_masks
+from mask_grounding_dino.metrics import CocoEvaluator
+from mask_grounding_dino.writers import encode_masks
 from mask_grounding_dino.model.criterion import SetCriterion
 from mask_grounding_dino.model.outputs import GroundingOutputs, LayerPrediction
 

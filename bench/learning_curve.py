@@ -136,7 +136,9 @@ def run_ours(args) -> dict:
               "results_dir": os.path.join(args.out, "ours"), "train.results_dir": "",
               # No val data for the action: Lightning's own validation never runs, the callback
               # below is the only evaluation (and its time is excluded from training minutes).
-              "dataset.val_data_sources": {"image_dir": "", "json_file": "", "data_type": "OD"}}
+              "dataset.val_data_sources": {"image_dir": "", "json_file": "", "data_type": "OD"},
+              # best checkpoints rank Lightning's validation, which this run has none of
+              "train.checkpointer.enable_topk": False}
     if not args.keep_epochs:
         forced["train.num_epochs"] = 100_000       # the clock ends the run, not the epoch count
     cfg = our_spec(args, forced)

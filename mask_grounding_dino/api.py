@@ -26,6 +26,10 @@ normalisation, ``model`` section for checkpoints that do not record their archit
 and keyword options, which win: ``conf_threshold``, ``nms_threshold``, ``text_threshold``,
 ``ioi_threshold``, ``num_select``, ``input_size`` ((height, width) for an exact resize, None
 for TAO's aspect-preserving resize), ``batch_size``, ``max_chunk_phrases``.
+
+Process settings: the model's forward passes run with subnormal floats flushed to zero (on the
+CPU they are slow and carry nothing, ``utils/cpu.py``); the previous setting is restored after
+each call, so the caller's own float math, warning filters and logging are left as they were.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import torch
 from PIL import Image
 
 from .config import ExperimentConfig, load_spec
+from .data import fileio
 from .data.captions import build_expression_caption
 from .data.inference_inputs import parse_captions
 from .deploy.detector import Detector, Thresholds
@@ -47,6 +52,7 @@ from .deploy.preprocess import ImageInput, ImagePreprocessor, load_rgb
 from .deploy.results_writer import normalise_color_map
 from .deploy.tensorrt import is_engine_path
 from .errors import UserError
+from .model.checkpoint.locate import locate_checkpoint
 from .quantize.loading import read_model_file
 from .model.results import Detections
 from .writers import draw_detections
@@ -87,13 +93,16 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, spec=None,
                         **options) -> "Predictor":
-        """A model file: a checkpoint (ours, TAO's, the original release, a Hugging Face folder) or an
-        ``.onnx`` file. ``device``: default the first GPU when there is one, else the CPU.
+        """A model file: a checkpoint (ours, TAO's, the original release, a Hugging Face folder or hub
+        id such as ``IDEA-Research/grounding-dino-tiny``) or an ``.onnx`` file. ``device``: default the
+        first GPU when there is one, else the CPU.
         Without ``spec``, a checkpoint written by our trainer supplies the spec it was trained
         with (its resize, normalisation and inference thresholds); other files use the defaults."""
         raw = None
-        if spec is None and not (is_onnx_path(path) or is_engine_path(path)) and os.path.exists(path):
-            raw = read_model_file(path)          # read once: its spec here, its weights in open_backend
+        if not (is_onnx_path(path) or is_engine_path(path)):
+            path = locate_checkpoint(path)       # a hub id becomes its cached folder; a missing file fails here
+            if spec is None:
+                raw = read_model_file(path)      # read once: its spec here, its weights in open_backend
         cfg = _as_spec(spec if spec is not None else (raw.metadata.get("spec") if raw is not None else None))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,
                                key="checkpoint", text_encoder_type=cfg.model.text_encoder_type, raw=raw)
@@ -157,7 +166,7 @@ class Predictor:
         mode = self._mode(prompts, mode)
         arrays = [load_rgb(image, f"images[{i}]") for i, image in enumerate(items)]
         if mode == "OD":
-            classes = parse_captions(prompts, "prompts")
+            classes = parse_captions(prompts, "prompts", shell_hint=False)
         else:
             # Cleaned as the data pipeline cleans inference.jsonl expressions (lower case, " ." ending).
             captions = [build_expression_caption(e, []) for e in self._expressions(prompts, len(arrays))]
@@ -213,8 +222,10 @@ class Predictor:
     # ------------------------------------------------------------------ drawing
     @staticmethod
     def draw(image: ImageInput, detections: Detections, *, color_map: dict | None = None,
-             outline_width: int = 3) -> Image.Image:
-        """The image with ``detections`` drawn (masks at alpha 0.4, boxes, "phrase score" tags)."""
+             outline_width: int = 3, min_size: int = 512) -> Image.Image:
+        """The image with ``detections`` drawn as inference draws them (mask outlines with a light
+        fill, boxes, "phrase score" tags); a picture whose long side is under ``min_size`` is drawn
+        upscaled to it (0: the original size)."""
         picture = Image.fromarray(load_rgb(image))
         return draw_detections(picture, detections, color_map=normalise_color_map(color_map, "color_map"),
-                               outline_width=outline_width)
+                               outline_width=outline_width, min_size=min_size)

@@ -17,21 +17,23 @@ import argparse
 import ast
 import difflib
 import importlib
-import importlib.util
 import pkgutil
 import sys
 
 from . import __version__
+from .cli_help import action_description, action_epilog, action_help, action_summary, module_tree
 from .errors import UserError
 
 ACTIONS = ("train", "evaluate", "inference", "export", "quantize", "gen_trt_engine")
 TOOLS_PACKAGE = "mask_grounding_dino.data.tools"
-_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart")
+_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart", "jobs")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mask_grounding_dino`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .utils.log import enable_console
+    enable_console()  # the package logs; on the command line its INFO lines and warnings are shown
     try:
         return _dispatch(argv)
     except UserError as exc:
@@ -59,42 +61,55 @@ def _dispatch(argv: list[str]) -> int:
         return run_schemas(rest)
     if command == "quickstart":
         return run_quickstart(rest)
+    if command == "jobs":
+        from .jobs.cli import run_jobs
+        return run_jobs(rest)
     close = difflib.get_close_matches(command, _COMMANDS, n=1)
     hint = f"; did you mean {close[0]}?" if close else f"; commands: {', '.join(_COMMANDS)}"
     raise UserError(f"unknown command {command!r}{hint}")
 
 
 def _top_help() -> str:
+    width = max(len(action) for action in ACTIONS)
+    lines = [f"  {action:{width}s}  {action_summary(action)}" for action in ACTIONS]
     return (f"usage: mask_grounding_dino <command> ...  (version {__version__})\n\n"
-            "actions (each: -e SPEC [key=value ...] [--print-spec]):\n  " + "  ".join(ACTIONS) + "\n"
+            "actions (each: -e SPEC [key=value ...] [--print-spec]; <action> --help: its keys and examples):\n"
+            + "\n".join(lines) + "\n"
             "other commands:\n  dataset <tool> ...     data tools (mask_grounding_dino dataset --help)\n"
             "  schemas [--out DIR] [--check]   write or check schemas/ and references/\n"
             "  quickstart [--out DIR]   the whole workflow on the built-in dataset, on a CPU\n"
+            "  jobs <command> ...     create, chain, watch, cancel and retry runs (mask_grounding_dino jobs --help)\n"
             "  --version")
 
 
 # -- actions ------------------------------------------------------------------------------------
 def _action_parser(action: str) -> argparse.ArgumentParser:
+    found = action_help(action)
     parser = argparse.ArgumentParser(
-        prog=f"mask_grounding_dino {action}",
-        description=f"Run the {action} action on an experiment spec. Keys not given keep TAO's defaults.")
+        prog=f"mask_grounding_dino {action}", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=action_description(action, found), epilog=action_epilog(action, found))
     parser.add_argument("-e", "--experiment_spec_file", "--experiment-spec", dest="spec", default=None,
                         help="YAML spec file (optional when overrides give everything)")
     parser.add_argument("--print-spec", action="store_true",
                         help="print the fully resolved spec as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="spec overrides, e.g. train.num_epochs=3 dataset.augmentation.scales=[320,352]")
+                        help="spec overrides, e.g. train.num_epochs=3 dataset.augmentation.scales=[320,352]; "
+                             "quote values with spaces: key='a b'")
     return parser
 
 
 def run_action(action: str, argv: list[str]) -> int:
     args = _action_parser(action).parse_intermixed_args(argv)
-    from .config.loader import dump_spec, load_spec
+    from .actions.folders import command_line_wins, folders_comment
+    from .config.loader import dump_spec, load_spec_with_origins
 
-    cfg = load_spec(args.spec, args.overrides)
-    if args.print_spec:
-        sys.stdout.write(dump_spec(cfg))
+    cfg, origins = load_spec_with_origins(args.spec, args.overrides)
+    notice = command_line_wins(cfg, origins, action)
+    if args.print_spec:  # comments first: the output stays a loadable spec
+        sys.stdout.write(folders_comment(cfg, action, notice) + dump_spec(cfg))
         return 0
+    if notice:
+        print(notice)
     module_name = f"mask_grounding_dino.actions.{action}"
     try:
         module = importlib.import_module(module_name)
@@ -119,11 +134,8 @@ def dataset_tools() -> dict[str, str]:
     for info in pkgutil.iter_modules(package.__path__):
         if info.name.startswith("_"):
             continue
-        spec = importlib.util.find_spec(f"{TOOLS_PACKAGE}.{info.name}")
-        doc = ""
-        if spec is not None and spec.origin and spec.origin.endswith(".py"):
-            with open(spec.origin, encoding="utf-8") as handle:
-                doc = ast.get_docstring(ast.parse(handle.read())) or ""
+        tree = module_tree(f"{TOOLS_PACKAGE}.{info.name}")
+        doc = (ast.get_docstring(tree) or "") if tree is not None else ""
         tools[info.name] = doc.strip().splitlines()[0] if doc.strip() else ""
     return dict(sorted(tools.items()))
 

@@ -13,6 +13,13 @@ import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
+from mask_grounding_dino.utils.log import enable_console  # noqa: E402
+
+# The package logs instead of printing; show its lines on stdout as the command line does, so
+# tests that call actions directly read what a user sees (capsys captures them: the handler
+# looks up sys.stdout when it writes).
+enable_console()
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: TAO's packaged files, copied byte for byte into the repository (see tests/fixtures/tao/README.md).
 TAO_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "tao"

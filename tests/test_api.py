@@ -3,6 +3,8 @@ class lists, referring expressions, drawing, and clear errors."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -60,8 +62,10 @@ def test_paths_pil_and_arrays_give_the_same_detections(predictor, images):
     from_paths = predictor.predict(paths, CLASSES)
     from_pil = predictor.predict([Image.open(p) for p in paths], "red block . blue block")
     from_arrays = predictor.predict(arrays, CLASSES)
-    for a, b, c in zip(from_paths, from_pil, from_arrays):
-        assert len(a) > 0 and _equal(a, b) and _equal(a, c)
+    # A comma string is a class list when asked for OD (alone it reads as a referring expression).
+    from_commas = predictor.predict(arrays, "red block, blue block", mode="OD")
+    for a, b, c, d in zip(from_paths, from_pil, from_arrays, from_commas):
+        assert len(a) > 0 and _equal(a, b) and _equal(a, c) and _equal(a, d)
         assert set(a.phrases) <= set(CLASSES) and all(CLASSES[i] == p for i, p in zip(a.labels.tolist(), a.phrases))
 
 
@@ -122,18 +126,23 @@ def test_referring_expressions(predictor, images):
     assert all(set(p.split()) <= words for d in per_image for p in d.phrases)   # whole words of the prompt
 
 
-def test_draw_returns_a_picture_of_the_image_size(predictor, images):
+def test_draw_returns_a_readable_picture_of_the_image(predictor, images):
     arrays, paths = images
     det = predictor.predict(paths[0], CLASSES)[0]
-    picture = Predictor.draw(paths[0], det, color_map={"red block": [0, 255, 0]})
+    picture = Predictor.draw(paths[0], det, color_map={"red block": [0, 255, 0]}, min_size=0)
     assert picture.size == (arrays[0].shape[1], arrays[0].shape[0])
     assert not np.array_equal(np.asarray(picture), arrays[0])         # something was drawn
+    # By default a small picture is drawn as inference draws it: long side 512, same aspect (80 x 64).
+    assert Predictor.draw(paths[0], det).size == (512, 410)
 
 
 def test_mistakes_raise_user_errors(predictor, checkpoint, images):
     arrays, _ = images
     with pytest.raises(UserError, match=r"VG needs one non-empty expression per image \(2\)"):
         predictor.predict(arrays, ["only one"], mode="VG")
+    with pytest.raises(UserError, match=r"^prompts: no class name in ' \. '; expected a class list such as "
+                                        r"\[red circle, blue square\]"):
+        predictor.predict(arrays, " . ", mode="OD")
     with pytest.raises(UserError, match="mode: 'XY' is not allowed"):
         predictor.predict(arrays, CLASSES, mode="XY")
     with pytest.raises(UserError, match="image arrays must be uint8"):
@@ -161,3 +170,26 @@ def test_without_a_spec_the_checkpoint_s_own_training_spec_sets_the_resize(tmp_p
     bare = tmp_path / "bare.pth"
     save_checkpoint(build_preset("tiny"), bare)
     assert Predictor.from_checkpoint(bare, device="cpu").preprocessor.input_size == (544, 960)
+
+
+def test_loading_and_predicting_leave_the_process_settings_as_they_were(checkpoint, images):
+    """Denormal flushing holds during our forward passes only, and no warning filter is added:
+    both belong to the caller's code in the same process."""
+    from mask_grounding_dino.utils.cpu import denormals_flushed
+
+    torch.set_flush_denormal(False)
+    filters = list(warnings.filters)
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", spec=SPEC, input_size=(96, 96))
+    seen = []
+    forward = predictor.backend.model.forward_features
+
+    def recording(*args, **kwargs):
+        seen.append(denormals_flushed())
+        return forward(*args, **kwargs)
+
+    predictor.backend.model.forward_features = recording
+    predictor.predict(images[0], CLASSES)
+    assert seen and all(seen)               # our own math ran with subnormals flushed (utils/cpu.py)
+    assert not denormals_flushed()
+    assert (torch.tensor([1e-39]) * 1.0).item() > 0.0       # the caller's subnormals are kept
+    assert list(warnings.filters) == filters

@@ -7,18 +7,17 @@ import os
 from dataclasses import dataclass
 
 from ..config import save_spec
+from .folders import action_folder, announce
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def action_results_dir(cfg, action: str) -> str:
-    """The action's own ``results_dir``, else ``<results_dir>/<action>`` (TAO's layout), created."""
-    section = getattr(cfg, action, None)
-    own = getattr(section, "results_dir", "") if section is not None else ""
-    if own:
-        path = own
-    elif cfg.results_dir:
-        path = os.path.join(cfg.results_dir, action) if action != "train" else cfg.results_dir
-    else:
-        path = os.path.join("results", action)
+    """The action's own ``results_dir``, else ``<results_dir>/<action>`` (TAO's layout), absolute;
+    says where the action writes (its first line) and creates the folder."""
+    path = action_folder(cfg, action)
+    announce(action, path)
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -32,9 +31,9 @@ def save_resolved_spec(cfg, results_dir: str, action: str) -> str:
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     width = max((len(k) for k, _ in rows), default=0)
-    print(f"\n{title}")
+    log.info(f"\n{title}")
     for key, value in rows:
-        print(f"  {key.ljust(width)}  {value}")
+        log.info(f"  {key.ljust(width)}  {value}")
 
 
 @dataclass
@@ -58,9 +57,11 @@ def open_model_run(cfg, action: str, split: str, section) -> ModelRun:
     from ..deploy.action_model import loader_divisibility, model_path, open_action_model
     from ..deploy.detector import Detector, Thresholds
 
+    results_dir = action_folder(cfg, action)
+    announce(action, results_dir)  # the action's first line; the folder is made once the model loads
     path, _ = model_path(cfg, action)
     backend = open_action_model(cfg, action)
-    results_dir = action_results_dir(cfg, action)
+    os.makedirs(results_dir, exist_ok=True)
     save_resolved_spec(cfg, results_dir, action)
     tp = backend.text_processor
     dataset = build_dataset(cfg, split, text_processor=tp)

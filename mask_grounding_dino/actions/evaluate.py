@@ -26,75 +26,33 @@ from tqdm import tqdm
 
 from ..config import require
 from ..deploy.detector import Thresholds
-from ..metrics import ReferringEvaluator, detections_to_coco, encode_masks, evaluate_coco, write_coco_results
+from ..metrics.scoring import DatasetScoring
 from ..metrics.report import safe_name, write_evaluation_report
-from ..utils.atomic import atomic_write_json
 from .common import open_model_run, print_table
 
-
-class CocoScoring:
-    """OD: COCO result entries per image, then pycocotools on the images seen.
-
-    Args:
-        gt: the test COCO json. categories: category id -> name in id order (== the prompt's
-            phrases, so label i is the i-th id). with_segm: score masks too.
-    """
-
-    def __init__(self, gt: str, categories: dict[int, str], with_segm: bool = True):
-        self.gt = gt
-        self.label_to_category = list(categories)
-        self.with_segm = with_segm
-        self.entries: list[dict] = []
-        self.image_ids: set[int] = set()
-        self._saw_masks = False
-
-    def add(self, targets, detections) -> None:
-        for target, det in zip(targets, detections):
-            image_id = int(target.image_id)
-            if image_id in self.image_ids:
-                continue
-            self.image_ids.add(image_id)
-            masks = self.with_segm and det.masks is not None
-            self._saw_masks |= masks
-            self.entries += detections_to_coco(image_id, det, self.label_to_category, with_masks=masks)
-
-    def finish(self, prefix: str = "test"):
-        iou_types = ("bbox", "segm") if self._saw_masks else ("bbox",)
-        metrics = evaluate_coco(self.gt, self.entries, iou_types, image_ids=sorted(self.image_ids))
-        return metrics.key_metrics(prefix), metrics
-
-    def write_predictions(self, results_dir: str, name: str) -> str:
-        return str(write_coco_results(os.path.join(results_dir, f"{name}_results.json"), self.entries))
-
-
-class ReferringScoring:
-    """VG: the referring metrics, and every expression's kept detections."""
-
-    def __init__(self, score_threshold: float):
-        self.evaluator = ReferringEvaluator(score_threshold=score_threshold)
-        self.predictions: list[dict] = []
-
-    def add(self, targets, detections) -> None:
-        self.evaluator.update(detections, targets)
-        for target, det in zip(targets, detections):
-            arrays = det.numpy()
-            rles = encode_masks(arrays.masks) if arrays.masks is not None else [None] * len(arrays)
-            self.predictions.append({
-                "image_id": target.image_id, "expression_id": target.expression_id, "file_name": target.file_name,
-                "caption": target.caption, "no_target": bool(det.no_target),
-                "detections": [{"bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(s),
-                                "phrase": p, **({"segmentation": r} if r is not None else {})}
-                               for (x1, y1, x2, y2), s, p, r in zip(arrays.boxes, arrays.scores, arrays.phrases,
-                                                                    rles)]})
-
-    def finish(self, prefix: str = "test"):
-        metrics = self.evaluator.compute()
-        return metrics.key_metrics(prefix), metrics
-
-    def write_predictions(self, results_dir: str, name: str) -> str:
-        path = os.path.join(results_dir, f"{name}_predictions.json")
-        atomic_write_json(path, self.predictions, indent=None)
-        return path
+#: ``mask_grounding_dino evaluate --help`` (read from this file by the CLI without importing it).
+HELP = {
+    "summary": "score a model on test data (COCO bbox + segm, or referring metrics)",
+    "description": "Score a model on dataset.test_data_sources: COCO bbox + segm AP/AR (OD data) or referring "
+                   "metrics (VG data), with a per-class table and the predictions as a COCO results file.",
+    "keys": [
+        ("evaluate.checkpoint", "the model: a .pth checkpoint (ours, TAO's, the original release), a Hugging "
+                                "Face folder or hub id, or an .onnx file"),
+        ("dataset.test_data_sources.image_dir", "the images: a folder, an images.tar.gz or an s3:// URL"),
+        ("dataset.test_data_sources.json_file", "the annotations: COCO json (OD) or ODVG jsonl (VG)"),
+        ("dataset.test_data_sources.data_type", "OD (default: COCO metrics) or VG (referring metrics)"),
+        ("evaluate.results_dir", "where the report goes (default: <results_dir>/evaluate)"),
+        ("evaluate.conf_threshold", "score a detection needs to be kept (also nms_threshold, text_threshold)"),
+    ],
+    "examples": [
+        "mask_grounding_dino evaluate -e spec.yaml evaluate.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth",
+        "mask_grounding_dino evaluate -e spec.yaml evaluate.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "dataset.test_data_sources.image_dir=data/val/images.tar.gz "
+        "dataset.test_data_sources.json_file=data/val/annotations.json dataset.test_data_sources.data_type=OD "
+        "evaluate.results_dir=runs/exp1/evaluate",
+        "mask_grounding_dino evaluate -e spec.yaml evaluate.checkpoint=runs/exp1/export/model.onnx",
+    ],
+}
 
 
 def _header(path: str, backend, source, data_type: str, thresholds: Thresholds, seconds: float, images: int) -> str:
@@ -112,16 +70,17 @@ def run(cfg, *, progress_bar: bool = True) -> int:
     run_ = open_model_run(cfg, "evaluate", "test", cfg.evaluate)
     path, backend, results_dir = run_.path, run_.backend, run_.results_dir
     dataset, loader, thresholds, detector = run_.dataset, run_.loader, run_.thresholds, run_.detector
-    if data_type == "OD":
-        scoring = CocoScoring(source.json_file, dict(dataset.categories), with_segm=bool(cfg.dataset.has_mask))
-    else:
-        scoring = ReferringScoring(thresholds.conf_threshold)
+    # The scorer validation uses during training: same model, same data -> same numbers.
+    scoring = DatasetScoring(data_type, coco_gt=source.json_file,
+                             categories=dict(dataset.categories) if data_type == "OD" else None,
+                             with_segm=bool(cfg.dataset.has_mask), score_threshold=thresholds.conf_threshold,
+                             keep_predictions=True)
 
     started = time.time()
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress_bar, file=sys.stderr,
                       dynamic_ncols=True):
         scoring.add(batch.targets, detector.detect_batch(batch, data_type))
-    key_metrics, metrics = scoring.finish("test")
+    key_metrics, metrics = scoring.compute("test")
     seconds = time.time() - started
 
     name = safe_name(os.path.splitext(os.path.basename(source.json_file))[0])

@@ -29,6 +29,29 @@ from ..deploy.tensorrt import is_engine_path
 from ..errors import SpecError
 from ..utils.atomic import atomic_write_json
 from .common import action_results_dir, print_table, save_resolved_spec
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
+
+#: ``mask_grounding_dino export --help`` (read from this file by the CLI without importing it).
+HELP = {
+    "summary": "write the model as ONNX with TAO's inputs and outputs",
+    "description": "Write the model as ONNX with TAO's inputs and outputs (the text stays an input, so the "
+                   "exported model keeps its open vocabulary), checked against PyTorch in onnxruntime.",
+    "keys": [
+        ("export.checkpoint", "the model: a .pth checkpoint (any layout), a Hugging Face folder or hub id"),
+        ("export.onnx_file", "the ONNX file to write (default: <results dir>/model.onnx)"),
+        ("export.input_width", "image width of the graph (with export.input_height; TAO: 960 x 544)"),
+        ("export.batch_size", "-1 (default): dynamic batch"),
+        ("export.on_cpu", "trace on the CPU even when a GPU is there"),
+    ],
+    "examples": [
+        "mask_grounding_dino export -e spec.yaml export.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "export.onnx_file=runs/exp1/export/model.onnx",
+        "mask_grounding_dino export -e spec.yaml export.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "export.onnx_file=runs/exp1/export/model_640.onnx export.input_width=640 export.input_height=384",
+    ],
+}
 
 
 def _check_request(cfg) -> None:
@@ -69,13 +92,13 @@ def run(cfg) -> int:
     save_resolved_spec(cfg, results_dir, "export")
 
     result = export_with_options(model, path, options)
-    print(result.describe())
+    log.info(result.describe())
     report = check_onnx(model, path, batch_sizes=(1, 2))
-    print(report.summary())
-    print(f"max abs difference onnxruntime vs PyTorch: {report.max_abs_diff:.3g} "
-          f"(tolerance {report.atol:g} + {report.rtol:g} x |value|)")
+    log.info(report.summary())
+    log.info(f"max abs difference onnxruntime vs PyTorch: {report.max_abs_diff:.3g} "
+             f"(tolerance {report.atol:g} + {report.rtol:g} x |value|)")
     if not report.ok:
-        print("warning: the ONNX outputs differ from PyTorch beyond the tolerance; check the summary above")
+        log.warning("the ONNX outputs differ from PyTorch beyond the tolerance; check the summary above")
     check_file = os.path.join(results_dir, "export_check.json")
     atomic_write_json(check_file, {
         "onnx_file": path, "ok": report.ok, "atol": report.atol, "rtol": report.rtol, "max_abs_diff": report.max_abs_diff,

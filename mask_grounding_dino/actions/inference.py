@@ -31,6 +31,36 @@ from ..deploy.results_writer import InferenceWriter, normalise_color_map, safe_r
 from ..errors import SpecError
 from .common import open_model_run, print_table
 
+#: ``mask_grounding_dino inference --help`` (read from this file by the CLI without importing it).
+HELP = {
+    "summary": "predict on new images from text prompts (pictures, labels, COCO results)",
+    "description": "Predict on new images with text prompts: annotated pictures, TAO's label files and a COCO "
+                   "results file (boxes + RLE masks).",
+    "keys": [
+        ("inference.checkpoint", "the model: a .pth checkpoint, a Hugging Face folder or hub id, or an .onnx file"),
+        ("dataset.infer_data_sources.image_dir", "the images: a folder, an images.tar.gz, an s3:// URL, or a "
+                                                 "list of them"),
+        ("dataset.infer_data_sources.captions", "the class names (OD): [red circle, blue square], "
+                                                "'red circle . blue square', 'red circle, blue square' or a "
+                                                "label_map.txt path; quote values with spaces"),
+        ("dataset.infer_data_sources.json_file", "VG instead: an inference.jsonl (image_path + expression per line) "
+                                                 "with dataset.infer_data_sources.data_type=VG"),
+        ("inference.conf_threshold", "score a detection needs to be drawn and written (TAO: 0.5)"),
+        ("inference.results_dir", "where the outputs go (default: <results_dir>/inference)"),
+        ("inference.color_map", "class name -> colour of its box, mask and tag, e.g. {red circle: red}"),
+        ("inference.outline_width", "line width of boxes and mask outlines, in pixels of the picture"),
+    ],
+    "examples": [
+        "mask_grounding_dino inference -e spec.yaml inference.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "dataset.infer_data_sources.image_dir=pictures \"dataset.infer_data_sources.captions=red circle . blue square\"",
+        "mask_grounding_dino inference -e spec.yaml inference.checkpoint=runs/exp1/train/mask_gdino_model_latest.pth "
+        "dataset.infer_data_sources.image_dir=data/val/images.tar.gz "
+        "dataset.infer_data_sources.captions=data/val/label_map.txt inference.conf_threshold=0.3",
+        "mask_grounding_dino inference -e spec.yaml inference.checkpoint=IDEA-Research/grounding-dino-tiny "
+        "dataset.infer_data_sources.image_dir=pictures \"dataset.infer_data_sources.captions=[person, forklift]\"",
+    ],
+}
+
 _ARCHIVE = re.compile(r"\.(tar\.gz|tgz|tar)$", re.IGNORECASE)
 
 

@@ -8,8 +8,11 @@
 5. measure prompt selectivity: each category asked for alone on held-out images;
 6. print where everything is.
 
-Every step uses the public actions with a spec written to ``<out>/spec.yaml``, so each
-one can be rerun by hand (``mask_grounding_dino evaluate -e <out>/spec.yaml``).
+Every step uses the public actions with a spec written to ``<out>/spec.yaml`` (its
+``results_dir`` is ``<out>``, so the actions write to ``<out>/train``, ``<out>/evaluate`` and
+``<out>/inference``), and each one can be rerun by hand (``mask_grounding_dino evaluate -e
+<out>/spec.yaml``). Quickstart marks the folders it creates (``.mask_grounding_dino_quickstart``)
+and writes into, or deletes with ``--fresh``, no other non-empty folder.
 """
 
 from __future__ import annotations
@@ -24,10 +27,18 @@ from importlib import resources
 import yaml
 
 from ..config import load_spec, save_spec, spec_to_dict
+from ..errors import UserError
 from ..utils.atomic import atomic_write_json
 from .common import print_table
+from .folders import action_folder
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 PRESET = "quickstart.yaml"
+#: Written into every folder quickstart creates: only such a folder is ever deleted (--fresh).
+MARKER = ".mask_grounding_dino_quickstart"
+SUMMARY = "quickstart_summary.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")
     parser.add_argument("--selectivity-images", type=int, default=60,
                         help="held-out images used for the one-category-per-prompt check")
-    parser.add_argument("--fresh", action="store_true", help="delete <out> first (else training resumes)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete <out> first, if quickstart created it (else training resumes)")
     parser.add_argument("--image-size", type=int, default=None, help="side of the generated images in px")
     parser.add_argument("--num-val", type=int, default=None, help="held-out images to generate")
     parser.add_argument("--colors", default=None, help="comma-separated colour words of the dataset")
@@ -74,14 +86,39 @@ def _generate_data(out: str, config) -> str:
     if os.path.exists(fingerprint):
         with open(fingerprint, encoding="utf-8") as handle:
             if json.load(handle).get("config") == wanted:
-                print(f"[1/5] dataset: reusing {data}")
+                log.info(f"[1/5] dataset: reusing {data}")
                 return data
     start = time.time()
     generate_synthetic_dataset(data, config)
     atomic_write_json(fingerprint, {"config": wanted})
-    print(f"[1/5] dataset: {config.num_train} training + {config.num_val} held-out images in "
-          f"{time.time() - start:.0f} s -> {data}")
+    log.info(f"[1/5] dataset: {config.num_train} training + {config.num_val} held-out images in "
+             f"{time.time() - start:.0f} s -> {data}")
     return data
+
+
+def _prepare_out(out: str, fresh: bool) -> None:
+    """Create ``out`` with the marker; reuse (or with ``fresh`` delete) only a folder quickstart made.
+
+    A folder written by an earlier version (``data/quickstart_config.json``, no marker) is reused
+    but never deleted.
+    """
+    marker = os.path.join(out, MARKER)
+    if os.path.isdir(out) and os.listdir(out):
+        ours = os.path.isfile(marker)
+        earlier = os.path.isfile(os.path.join(out, "data", "quickstart_config.json"))
+        if fresh and not ours:
+            raise UserError(f"--out {out}: --fresh deletes only a folder quickstart created (it holds {MARKER}); "
+                            "this one does not: give another --out, or delete it yourself")
+        if not (ours or earlier):
+            raise UserError(f"--out {out}: the folder is not empty and was not created by quickstart (no {MARKER} "
+                            "in it); give a new or empty folder")
+        if fresh:
+            shutil.rmtree(out)
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: is a file, not a folder")
+    os.makedirs(out, exist_ok=True)
+    if not os.listdir(out):
+        atomic_write_json(marker, {"created_by": "mask_grounding_dino quickstart"})
 
 
 def _spec(out: str, data: str, epochs: int | None, seed: int, extra: list[str]) -> tuple[object, str]:
@@ -91,7 +128,7 @@ def _spec(out: str, data: str, epochs: int | None, seed: int, extra: list[str]) 
     labels = [line.strip() for line in open(os.path.join(val_dir, "label_map.txt"), encoding="utf-8") if line.strip()]
     infer_dir = os.path.join(out, "inference_images")
     overrides = {
-        "results_dir": os.path.join(out, "train"),
+        "results_dir": out,  # every action writes to <out>/<action>; no action folder is pinned
         "train.seed": seed,
         "dataset.train_data_sources": [{"image_dir": os.path.join(train_dir, "images.tar.gz"),
                                         "json_file": os.path.join(train_dir, "annotations_odvg.jsonl"),
@@ -101,8 +138,6 @@ def _spec(out: str, data: str, epochs: int | None, seed: int, extra: list[str]) 
         "dataset.test_data_sources": {"image_dir": os.path.join(val_dir, "images.tar.gz"),
                                       "json_file": os.path.join(val_dir, "annotations.json"), "data_type": "OD"},
         "dataset.infer_data_sources": {"image_dir": [infer_dir], "captions": labels, "data_type": "OD"},
-        "evaluate.results_dir": os.path.join(out, "evaluate"),
-        "inference.results_dir": os.path.join(out, "inference"),
     }
     if epochs is not None:
         overrides["train.num_epochs"] = int(epochs)
@@ -154,56 +189,84 @@ def _selectivity(cfg, checkpoint: str, data: str, limit: int) -> list:
     return results
 
 
+def _summary(out: str, outcome, checkpoint: str, metrics: dict, selectivity: list, wall_s: float) -> dict:
+    """The summary to write. A rerun that trained nothing keeps the figures of the run that trained
+    (its training time, metrics and selectivity) and records itself under ``last_rerun``."""
+    current = {"wall_time_s": round(wall_s, 1), "train_time_s": round(outcome.seconds, 1),
+               "trained_steps": outcome.global_step - outcome.start_step, "resumed_from": outcome.resumed_from,
+               "checkpoint": checkpoint, "metrics": metrics, "selectivity": [r.to_dict() for r in selectivity]}
+    if outcome.trained:
+        return current
+    previous = _read_json(os.path.join(out, SUMMARY))
+    if previous and previous.get("checkpoint") == checkpoint and previous.get("train_time_s") is not None:
+        previous["last_rerun"] = {"wall_time_s": current["wall_time_s"], "trained_steps": 0,
+                                  "metrics": metrics}
+        return previous
+    current.update(train_time_s=None, note="trained by an earlier run; this run trained nothing")
+    return current
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def run_quickstart(args: argparse.Namespace) -> int:
     from . import evaluate, inference, train
-    from ..engine.checkpoints import find_resume_checkpoint
+    from ..engine.checkpoints import LATEST_NAME
     from ..metrics.selectivity import format_table
 
     t0 = time.time()
     out = os.path.abspath(args.out)
-    if args.fresh and os.path.isdir(out):
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
+    _prepare_out(out, args.fresh)
     preset = preset_spec().get("quickstart", {})
     data = _generate_data(out, _synth_config(args, preset))
     cfg, spec_path = _spec(out, data, args.epochs, args.seed, list(args.overrides or []))
     _inference_images(out, data)
 
-    print(f"[2/5] training the CPU preset ({cfg.model.backbone}, {cfg.model.text_encoder_type} text encoder, "
-          f"{cfg.train.num_epochs} epochs); spec: {spec_path}")
-    t_train = time.time()
-    train.run(cfg)
-    train_s = time.time() - t_train
-    checkpoint = find_resume_checkpoint(cfg.results_dir)
-    cfg.evaluate.checkpoint = checkpoint
-    cfg.inference.checkpoint = checkpoint
+    log.info(f"[2/5] training the CPU preset ({cfg.model.backbone}, {cfg.model.text_encoder_type} text encoder, "
+             f"{cfg.train.num_epochs} epochs); spec: {spec_path}")
+    outcome = train.fit(cfg)
+    train_dir = outcome.results_dir
+    # The link, not the file: it stays valid while retention replaces periodic checkpoints.
+    latest = os.path.join(train_dir, LATEST_NAME)
+    checkpoint = os.path.realpath(latest)
+    cfg.evaluate.checkpoint = latest
+    cfg.inference.checkpoint = latest
     save_spec(cfg, spec_path)
 
-    print(f"[3/5] evaluating on {cfg.dataset.test_data_sources.json_file}")
+    log.info(f"[3/5] evaluating on {cfg.dataset.test_data_sources.json_file}")
     evaluate.run(cfg, progress_bar=False)
-    with open(os.path.join(cfg.evaluate.results_dir, "latest_results.json"), encoding="utf-8") as handle:
+    with open(os.path.join(action_folder(cfg, "evaluate"), "latest_results.json"), encoding="utf-8") as handle:
         metrics = json.load(handle)
 
-    print("[4/5] inference on held-out images")
+    log.info("[4/5] inference on held-out images")
     inference.run(cfg, progress_bar=False)
 
-    print(f"[5/5] prompt selectivity: each category asked for alone on {args.selectivity_images} held-out images")
+    log.info(f"[5/5] prompt selectivity: each category asked for alone on {args.selectivity_images} held-out images")
     selectivity = _selectivity(cfg, checkpoint, data, args.selectivity_images)
-    table = format_table(selectivity)
-    print(table)
-    summary = {"wall_time_s": round(time.time() - t0, 1), "train_time_s": round(train_s, 1),
-               "checkpoint": checkpoint, "metrics": metrics,
-               "selectivity": [r.to_dict() for r in selectivity]}
-    atomic_write_json(os.path.join(out, "quickstart_summary.json"), summary)
+    log.info(format_table(selectivity))
+    summary = _summary(out, outcome, checkpoint, metrics, selectivity, time.time() - t0)
+    atomic_write_json(os.path.join(out, SUMMARY), summary)
 
     key = {k: v for k, v in (metrics.get("key_metrics", metrics) or {}).items() if "mAP@50" == k.split("_")[-1]}
-    rows = [("total time", f"{summary['wall_time_s'] / 60:.1f} min (training {train_s / 60:.1f} min)"),
-            ("spec (rerun any step)", spec_path), ("checkpoint", checkpoint),
-            ("training logs and plots", cfg.results_dir),
-            ("evaluation report", cfg.evaluate.results_dir),
-            ("annotated pictures", os.path.join(cfg.inference.results_dir, "images_annotated")),
-            ("label files", os.path.join(cfg.inference.results_dir, "labels")),
-            ("summary", os.path.join(out, "quickstart_summary.json"))]
+    wall = time.time() - t0
+    if outcome.trained:
+        timing = f"{wall / 60:.1f} min (training {outcome.seconds / 60:.1f} min)"
+    else:
+        earlier = summary.get("train_time_s")
+        timing = (f"{wall / 60:.1f} min (no training: already trained"
+                  + (f", in {earlier / 60:.1f} min" if earlier else "") + ")")
+    inference_dir = action_folder(cfg, "inference")
+    rows = [("total time", timing), ("spec (rerun any step)", spec_path), ("checkpoint", checkpoint),
+            ("training logs and plots", train_dir),
+            ("evaluation report", action_folder(cfg, "evaluate")),
+            ("annotated pictures", os.path.join(inference_dir, "images_annotated")),
+            ("label files", os.path.join(inference_dir, "labels")),
+            ("summary", os.path.join(out, SUMMARY))]
     rows += [(name, f"{value:.3f}") for name, value in key.items()]
     print_table("Quickstart finished", rows)
     return 0

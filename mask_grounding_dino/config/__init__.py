@@ -13,12 +13,12 @@ from .fields import INF, MISSING, FieldInfo, spec_field
 from .loader import dump_spec, load_spec, save_spec, spec_to_dict
 from .model import BACKBONES, ModelConfig
 from .quantize import QuantizeConfig, QuantLayerConfig, QuantTensorConfig
-from .train import CudnnConfig, OptimConfig, TrainConfig
+from .train import CheckpointerConfig, CudnnConfig, OptimConfig, TrainConfig
 from .validate import get_value, is_unset, require
 
 __all__ = [
     "ACTIONS", "BACKBONES", "INF", "MISSING",
-    "AugmentationConfig", "CudnnConfig", "DatasetConfig", "EvalDataSource", "EvaluateConfig",
+    "AugmentationConfig", "CheckpointerConfig", "CudnnConfig", "DatasetConfig", "EvalDataSource", "EvaluateConfig",
     "ExperimentConfig", "ExportConfig", "FieldInfo", "GenTrtEngineConfig", "InferDataSource",
     "InferenceConfig", "ModelConfig", "OptimConfig", "QuantLayerConfig", "QuantTensorConfig",
     "QuantizeConfig", "TensorRTConfig", "TrainConfig", "TrainDataSource", "WandbConfig",

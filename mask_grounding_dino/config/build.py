@@ -14,6 +14,7 @@ import difflib
 import re
 from typing import Any
 
+from ..errors import UserError
 from .fields import FieldInfo, field_info
 from .hints import Kind, field_kinds, section_paths
 from .problems import Path, Problems, format_path
@@ -100,6 +101,12 @@ class SpecBuilder:
     def value(self, kind: Kind, value: Any, path: Path, info: FieldInfo | None = None) -> Any:
         if value is None:
             return self.null(kind, path)
+        if info is not None and info.normalise is not None:
+            try:
+                value = info.normalise(value, format_path(path))
+            except UserError as exc:
+                self.problems.add(path, getattr(exc, "reason", str(exc)))
+                return BAD
         name = kind.name
         if name == "section":
             return self.section(kind.cls, value, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..text.class_names import class_names
 from .fields import INF, spec_field
 
 #: ``data_type`` of evaluation/inference sources: object detection or visual grounding.
@@ -60,7 +61,8 @@ class InferDataSource:
     json_file: str | None = spec_field(
         None, description="Per-image prompts (ODVG-style jsonl) for VG inference.")
     captions: list[str] | None = spec_field(
-        None, description="Class names joined into the prompt for OD inference.")
+        None, normalise=lambda value, key: class_names(value, key),
+        description="Class names joined into the prompt for OD inference: a list [a, b], 'a . b' or 'a, b'.")
 
     @property
     def image_dirs(self) -> list[str]:
@@ -153,8 +155,8 @@ class DatasetConfig:
         description="Most class names put into one training prompt (positives plus sampled negatives).")
     eval_class_ids: list[int] | None = spec_field(
         None, schema_default=[1], title="Evaluated class ids", automl_enabled=False,
-        description="Category ids scored by COCO evaluation; unset (the runtime default, as in TAO) scores "
-                    "every category.")
+        description="Kept for TAO compatibility, no effect: COCO evaluation scores every category (TAO's Mask "
+                    "Grounding DINO does not read this key either).")
     augmentation: AugmentationConfig = spec_field(
         AugmentationConfig(), title="Augmentation",
         description="Image resizing, cropping, flipping and normalisation.")

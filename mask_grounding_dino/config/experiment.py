@@ -41,7 +41,9 @@ class ExperimentConfig:
 
     model_name: str = spec_field("", title="Model name", description="Free-form name of the experiment.")
     encryption_key: str = spec_field(
-        "", title="Encryption key", description="Key of TAO-encrypted model files (plain files need none).")
+        "", title="Encryption key",
+        description="Kept for TAO compatibility, no effect: model files are plain PyTorch checkpoints, read and "
+                    "written unencrypted.")
     results_dir: str = spec_field(
         "", title="Results folder", description="Root folder for every output; each action writes a sub-folder.")
     wandb: WandbConfig = spec_field(WandbConfig(), automl_enabled=False, description="Experiment tracking.")

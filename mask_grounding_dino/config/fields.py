@@ -44,6 +44,9 @@ class FieldInfo:
     ``ignore_case`` accepts options in any letter case and stores the canonical one;
     ``allow_empty`` accepts ``""`` (meaning unset) besides the options.
     ``check`` returns an error text for a value, or None when the value is fine.
+    ``normalise(value, key)`` turns a value as written into the stored form before its type
+    is checked (e.g. a class list typed as one string); it raises a ``UserError`` whose
+    ``reason`` (else its message) becomes the key's problem line.
     ``schema_default`` is the value schemas and templates show when it differs from
     the runtime default (TAO's ``default_value`` versus ``value``: e.g.
     ``fixed_random_crop`` shows 1024 but is off unless a spec sets it).
@@ -67,6 +70,7 @@ class FieldInfo:
     ignore_case: bool = False
     allow_empty: bool = False
     check: Callable[[Any], str | None] | None = None
+    normalise: Callable[[Any, str], Any] | None = None
     schema_default: Any = SAME_AS_DEFAULT
 
 

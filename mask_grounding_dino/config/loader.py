@@ -12,9 +12,10 @@ from ..errors import SpecError
 from .build import SpecBuilder
 from .experiment import ExperimentConfig
 from .hints import field_kinds
+from .origins import OVERRIDE, Origin, SpecOrigins
 from .overrides import SHORTHAND_KEYS, apply_override, deep_merge, expand_shorthand, parse_override, split_key
 from .problems import Path, Problems, format_path
-from .validate import validate_spec
+from .validate import validate_spec, warn_keys_without_effect
 
 
 def load_spec(path: str | os.PathLike | None = None, overrides: list[str] | dict[str, Any] | None = None,
@@ -26,14 +27,21 @@ def load_spec(path: str | os.PathLike | None = None, overrides: list[str] | dict
     ``{"train.num_epochs": 3, "dataset.val_data_sources": {...}}``). Raises
     :class:`SpecError` listing every problem, one line each, with file and line.
     """
+    return load_spec_with_origins(path, overrides, base)[0]
+
+
+def load_spec_with_origins(path: str | os.PathLike | None = None,
+                           overrides: list[str] | dict[str, Any] | None = None,
+                           base: dict | None = None) -> tuple[ExperimentConfig, SpecOrigins]:
+    """:func:`load_spec`, also returning where each key came from (the file or an override)."""
     problems = Problems()
     tree = spec_to_dict(ExperimentConfig())
     if base:
         deep_merge(tree, base)
     if path is not None:
-        data, origins = read_spec_file(path, problems)
+        data, lines = read_spec_file(path, problems)
         deep_merge(tree, data)
-        problems.origins.update(origins)
+        problems.origins.add_file_lines(lines)
     for key, value, label in _override_items(overrides, problems):
         try:
             resolved = apply_override(tree, expand_shorthand(split_key(key), set(field_kinds(ExperimentConfig))),
@@ -41,11 +49,12 @@ def load_spec(path: str | os.PathLike | None = None, overrides: list[str] | dict
         except SpecError as exc:
             problems.lines.extend(exc.problems)
             continue
-        problems.set_origin(resolved, label)
+        problems.origins.set(resolved, Origin(OVERRIDE, label))
     cfg = SpecBuilder(ExperimentConfig, problems, SHORTHAND_KEYS).build(tree)
     validate_spec(cfg, problems)  # values that failed to build kept their (valid) defaults
     problems.raise_if_any()
-    return cfg
+    warn_keys_without_effect(cfg, problems)
+    return cfg, problems.origins
 
 
 def _override_items(overrides: list[str] | dict[str, Any] | None, problems: Problems):
@@ -57,13 +66,35 @@ def _override_items(overrides: list[str] | dict[str, Any] | None, problems: Prob
         return
     if isinstance(overrides, str):
         overrides = [overrides]
-    for text in overrides:
+    for text in _rejoin_split_values(list(overrides), problems):
         try:
             key, value = parse_override(text)
         except SpecError as exc:
             problems.lines.extend(exc.problems)
             continue
         yield key, value, f"override {text!r}"
+
+
+def _rejoin_split_values(texts: list[str], problems: Problems) -> list[str]:
+    """The overrides, minus those followed by words without ``=``: the shell split such a
+    value at its spaces (``captions=red circle . blue square`` unquoted), so one problem
+    line shows the quoted form instead of one "expected key=value" per word."""
+    kept: list[str] = []
+    i = 0
+    while i < len(texts):
+        text, i = texts[i], i + 1
+        words = []
+        while "=" in text and i < len(texts) and "=" not in texts[i]:
+            words.append(texts[i])
+            i += 1
+        if not words:
+            kept.append(text)
+            continue
+        key, _, value = text.partition("=")
+        whole = " ".join([value, *words])
+        problems.add_plain(f"override {text!r} is followed by {' '.join(words)!r}, which is not key=value: the "
+                           f"shell splits a value at its spaces; put quotes around it: {key}='{whole}'")
+    return kept
 
 
 def read_spec_file(path: str | os.PathLike, problems: Problems | None = None) -> tuple[dict, dict[Path, str]]:

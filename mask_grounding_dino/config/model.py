@@ -77,15 +77,16 @@ class ModelConfig:
         "standard", title="Query selection", valid_options=("standard", "no"),
         description="'standard' picks decoder queries from encoder proposals; 'no' uses learned queries only.")
     decoder_sa_type: str = spec_field(
-        "sa", title="Decoder self-attention", valid_options=("sa", "ca_label", "ca_content"),
-        description="Kind of self-attention between decoder queries.")
+        "sa", title="Decoder self-attention", valid_options=("sa",),
+        description="Kind of self-attention between decoder queries: 'sa', plain self-attention, the only "
+                    "kind Grounding DINO's decoder has.")
     embed_init_tgt: bool = spec_field(
         True, title="Learned query content",
         description="Start decoder query content from a learned embedding rather than from encoder features.")
     fix_refpoints_hw: int = spec_field(
-        -1, title="Fixed reference box size", valid_min=-2, valid_max=INF, math_cond="!= 0",
-        description="Reference box width/height handling: -1 learns it, -2 learns it per query, "
-                    "a positive value fixes it.")
+        -1, title="Fixed reference box size (unused)", valid_min=-2, valid_max=INF, math_cond="!= 0",
+        description="Kept for TAO compatibility, no effect: reference boxes come from the encoder's proposals "
+                    "with a learned width and height (a DINO key that TAO's Grounding DINO models do not read).")
     pe_temperatureH: int = spec_field(
         20, title="Position encoding temperature (height)", valid_min=1, valid_max=INF,
         description="Temperature of the sine position encoding along the image height.")
@@ -115,7 +116,8 @@ class ModelConfig:
         description="Focusing exponent of the focal loss; larger values down-weight easy tokens more.")
     clip_max_norm: float = spec_field(
         0.1, title="Clip max norm (unused)",
-        description="Kept for TAO compatibility; gradient clipping is set by train.clip_grad_norm.")
+        description="Kept for TAO compatibility, no effect (TAO does not read it either); gradient clipping is "
+                    "set by train.clip_grad_norm.")
     nheads: int = spec_field(
         8, title="Attention heads",
         description="Number of attention heads in every transformer layer.")
@@ -197,6 +199,6 @@ class ModelConfig:
         5.0, title="Mask dice loss weight", valid_min=0.0, valid_max=INF,
         description="Multiplier of the dice loss on predicted masks.")
     precise_msda: bool = spec_field(
-        False, title="Precise deformable attention",
-        description="Compute multi-scale deformable attention in full precision under mixed precision "
-                    "(a TAO 7 key).")
+        False, title="Deterministic deformable attention",
+        description="On GPUs, run multi-scale deformable attention with a backward pass that adds no gradients "
+                    "atomically, so repeated runs get identical gradients (slower); CPUs always do (a TAO 7 key).")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..errors import SpecError
+from .origins import Path, SpecOrigins
 
-#: A key path inside the spec: section and key names, and list indices.
-Path = tuple[str | int, ...]
+__all__ = ["Path", "Problems", "format_path"]
 
 
 def format_path(path: Path) -> str:
@@ -22,28 +22,18 @@ def format_path(path: Path) -> str:
 class Problems:
     """All problems found in one spec, reported together.
 
-    ``origins`` maps a key path to where it was written (``spec.yaml:12`` or
+    ``origins`` records where each key path was written (``spec.yaml:12`` or
     ``override 'model.x=1'``); a problem is prefixed with the origin of the
     longest matching path, so the user sees which line or argument to fix.
     """
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.origins: dict[Path, str] = {}
-
-    def set_origin(self, path: Path, origin: str) -> None:
-        """Record that ``path`` (and everything below it) now comes from ``origin``."""
-        size = len(path)
-        for known in [p for p in self.origins if p[:size] == path]:
-            del self.origins[known]
-        self.origins[path] = origin
+        self.origins = SpecOrigins()
 
     def origin(self, path: Path) -> str | None:
-        for size in range(len(path), -1, -1):
-            found = self.origins.get(path[:size])
-            if found:
-                return found
-        return None
+        found = self.origins.of(path)
+        return found.where if found else None
 
     def add(self, path: Path, message: str) -> None:
         origin = self.origin(path)

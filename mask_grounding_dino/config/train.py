@@ -27,7 +27,8 @@ class OptimConfig:
         description="Update rule for the weights.")
     monitor_name: str = spec_field(
         "val_loss", title="Monitored quantity", valid_options=("val_loss", "train_loss"),
-        description="Scalar used to pick the best checkpoint and the AutoML objective.")
+        description="Kept for TAO compatibility, no effect: the MultiStep and StepLR schedules watch no metric "
+                    "and checkpoints are kept by train.checkpoint_interval (as in TAO).")
     lr: float = spec_field(
         2e-4, title="Learning rate", valid_min=0.0, valid_max=INF, automl_enabled=True,
         description="Base step size for every parameter outside the backbone and the projections.")
@@ -40,7 +41,8 @@ class OptimConfig:
         description="Factor applied to lr for parameters named by model.linear_proj_names.")
     momentum: float = spec_field(
         0.9, title="Momentum", valid_min=0.0, valid_max=INF, automl_enabled=True, popular=True,
-        description="Momentum for SGD (AdamW does not use it).")
+        description="Kept for TAO compatibility, no effect: the optimiser is AdamW (TAO's only one), which has "
+                    "no momentum parameter.")
     weight_decay: float = spec_field(
         1e-4, title="Weight decay", valid_min=0.0, valid_max=INF, automl_enabled=True, popular=True,
         description="Decoupled L2 penalty applied at every step.")
@@ -60,6 +62,43 @@ class OptimConfig:
         0, title="Warm-up steps", valid_min=0, valid_max=INF,
         description="Optimiser steps over which every learning rate ramps linearly up to its value "
                     "(0: no warm-up, as TAO).")
+
+
+#: What ``train.checkpointer`` ranks by when ``monitor`` / ``mode`` are unset (the network's default).
+DEFAULT_MONITOR = "[bbox] val_mAP@50"
+DEFAULT_MONITOR_MODE = "max"
+
+
+@dataclass
+class CheckpointerConfig:
+    """Best-checkpoint saving and retention (TAO 7.3's ``train.checkpointer``)."""
+
+    enable_topk: bool = spec_field(
+        False, title="Keep best checkpoints",
+        description="Also save the checkpoints with the best monitored validation metric (model_best_*.pth).")
+    replace_periodic: bool = spec_field(
+        False, title="Replace periodic checkpoints",
+        description="With enable_topk: keep only the newest periodic checkpoint (what a resume continues "
+                    "from) besides the best ones; older periodic checkpoints of this run are deleted.")
+    monitor: str | None = spec_field(
+        None, title="Monitored metric",
+        description=f"Validation metric that ranks checkpoints; unset: {DEFAULT_MONITOR}.")
+    mode: str | None = spec_field(
+        None, title="Monitor direction", valid_options=("min", "max"),
+        description="max keeps the highest values, min the lowest; unset: min for a loss, else max.")
+    save_top_k: int = spec_field(
+        1, title="Best checkpoints kept", valid_min=1,
+        description="How many best checkpoints to keep.")
+    filename: str = spec_field(
+        "model_best_{epoch:03d}", title="Best-checkpoint name",
+        description="File name pattern (without .pth) of best checkpoints; {epoch} and {step} are filled in "
+                    "(TAO's 0-based epoch index).")
+    dirpath: str | None = spec_field(
+        None, title="Best-checkpoint folder",
+        description="Folder for best checkpoints; unset: the training results folder.")
+    auto_insert_metric_name: bool = spec_field(
+        False, title="Name fields in file names",
+        description="Write each pattern field as name_value (epoch_003) instead of the value alone.")
 
 
 @dataclass
@@ -89,6 +128,9 @@ class TrainConfig:
     checkpoint_interval_unit: str = spec_field(
         "epoch", title="Checkpoint interval unit", valid_options=("epoch", "step"),
         description="Whether checkpoint_interval counts epochs or optimiser steps.")
+    checkpointer: CheckpointerConfig = spec_field(
+        CheckpointerConfig(), title="Best checkpoints", automl_enabled=False,
+        description="Best-checkpoint saving by a validation metric, and how many periodic checkpoints to keep.")
     validation_interval: int = spec_field(
         1, title="Validation interval", valid_min=1, popular=True,
         description="Run validation every this many epochs.")

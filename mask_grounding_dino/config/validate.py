@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import operator
+import os
 import re
 from typing import Any
 
@@ -14,6 +16,7 @@ from .problems import Path, Problems
 _COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "!=": operator.ne,
             "==": operator.eq}
 _COND = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(\S+)\s*$")
+log = logging.getLogger(__name__)
 
 
 def validate_spec(cfg: Any, problems: Problems) -> None:
@@ -113,7 +116,92 @@ def _input_size_pairs(cfg: Any, problems: Problems) -> None:
                                      f"(got {sub.input_width} x {sub.input_height})")
 
 
-CROSS_CHECKS = [_tensorrt_profile, _input_size_pairs]
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value and not value.startswith("file://")
+
+
+def _results_dirs(section: Any, path: Path = ()):
+    """``(path, value)`` of every ``results_dir`` key (top level and each action's)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _results_dirs(value, path + (f.name,))
+        elif f.name == "results_dir":
+            yield path + (f.name,), value
+
+
+#: Keys naming a local location, and why a URL cannot be one (what to do instead).
+_LOCAL_ONLY = {
+    ("export", "onnx_file"): "the ONNX file is written locally; give a local path, then copy it (e.g. "
+                             "aws s3 cp <file> {url})",
+    ("model", "text_encoder_type"): "the text encoder is loaded from a local folder or a Hugging Face hub id; "
+                                    "copy the folder first (e.g. aws s3 sync {url} <folder>)",
+}
+
+
+def _local_locations(cfg: Any, problems: Problems) -> None:
+    """Results and other written or folder-loaded locations must be local: the data sources and
+    checkpoints a spec reads may be URLs (``s3://``), what a run writes goes to a local folder."""
+    for path, value in _results_dirs(cfg):
+        if _is_url(value):
+            problems.add(path, f"{value!r} is a URL; results are written to a local folder only: give a local "
+                               f"path, then copy the folder (e.g. aws s3 sync <folder> {value})")
+    for path, why in _LOCAL_ONLY.items():
+        value = get_value(cfg, ".".join(path))
+        if _is_url(value):
+            problems.add(path, f"{value!r} is a URL; " + why.format(url=value))
+
+
+CROSS_CHECKS = [_tensorrt_profile, _input_size_pairs, _local_locations]
+
+
+# -- keys accepted for TAO compatibility that change nothing -----------------------------------------
+#: Each key, and why it has no effect. A spec that gives another value than the default gets one
+#: warning line per key (:func:`warn_keys_without_effect`); config/deviations.yaml lists them too.
+NO_EFFECT: dict[str, str] = {
+    "model.fix_refpoints_hw": "reference boxes come from the encoder's proposals with a learned width and height "
+                              "(a DINO key that TAO's Grounding DINO models do not read either)",
+    "model.clip_max_norm": "TAO does not read it either; gradient clipping is train.clip_grad_norm",
+    "train.optim.monitor_name": "the MultiStep and StepLR schedules watch no metric; kept checkpoints are ranked "
+                                "by train.checkpointer.monitor (TAO hands it to Lightning, which reads it only "
+                                "for a ReduceLROnPlateau schedule)",
+    "train.optim.momentum": "the optimiser is AdamW (TAO's only one), which has no momentum parameter",
+    "dataset.eval_class_ids": "COCO evaluation scores every category (TAO's Mask Grounding DINO does not read it "
+                              "either)",
+    "encryption_key": "model files are plain PyTorch checkpoints, read and written unencrypted",
+}
+#: Keys whose value is never repeated in a message.
+_SECRET = ("encryption_key",)
+#: Values as quiet as the default: ``tlt_encode`` is the key every TAO spec template and TAO's job
+#: service write, so warning about it would flag every spec that comes from TAO.
+_AS_DEFAULT: dict[str, tuple] = {"encryption_key": ("tlt_encode",)}
+_WARNED: set[tuple[str, str]] = set()     # (key, value) already reported by this process
+
+
+def keys_without_effect(cfg: Any, problems: Problems | None = None) -> list[tuple[str, str]]:
+    """``(key, line)`` for each :data:`NO_EFFECT` key whose value in ``cfg`` is not the default;
+    the line is prefixed with where the value was written when ``problems`` knows it."""
+    defaults = type(cfg)()
+    found = []
+    for key, why in NO_EFFECT.items():
+        value = get_value(cfg, key)
+        if value != get_value(defaults, key) and value not in _AS_DEFAULT.get(key, ()):
+            origin = problems.origin(tuple(key.split("."))) if problems is not None else None
+            shown = "setting it" if key in _SECRET else repr(value)
+            found.append((key, f"{origin + ': ' if origin else ''}{key}: {shown} has no effect: {why}"))
+    return found
+
+
+def warn_keys_without_effect(cfg: Any, problems: Problems | None = None) -> None:
+    """Log :func:`keys_without_effect` as warnings, each key and value once per process, and only
+    in the first process of a machine (launched training processes load the same spec again)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    for key, line in keys_without_effect(cfg, problems):
+        seen = (key, repr(get_value(cfg, key)))
+        if seen not in _WARNED:
+            _WARNED.add(seen)
+            log.warning(line)
 
 
 def is_unset(value: Any) -> bool:
@@ -134,4 +222,5 @@ def require(cfg: Any, *paths: str, action: str | None = None) -> None:
         needed = f" for {action}" if action else ""
         raise SpecError([f"{path}: required{needed}; set it in the spec or add {path}=..." for path in missing])
 
-__all__ = ["validate_spec", "get_value", "CROSS_CHECKS", "is_unset", "require"]
+__all__ = ["validate_spec", "get_value", "CROSS_CHECKS", "is_unset", "require", "NO_EFFECT",
+           "keys_without_effect", "warn_keys_without_effect"]

@@ -20,10 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-Span = tuple[int, int]
-
-SEPARATOR = " . "
-TERMINATOR = " ."
+from ..text.spans import TERMINATOR, Span, find_phrase, join_phrases
 
 
 @dataclass(frozen=True)
@@ -64,20 +61,6 @@ class CaptionSample:
             phrase_spans=[[remap_span(s, remap) for s in spans] for spans in self.phrase_spans],
             instance_spans=[None if spans is None else [remap_span(s, remap) for s in spans]
                             for spans in self.instance_spans])
-
-
-def join_phrases(phrases: Sequence[str]) -> tuple[str, list[list[Span]]]:
-    """``"a . b . c ."`` and the span of each phrase in it."""
-    pieces, spans, pos = [], [], 0
-    for i, phrase in enumerate(phrases):
-        if i:
-            pieces.append(SEPARATOR)
-            pos += len(SEPARATOR)
-        pieces.append(phrase)
-        spans.append([(pos, pos + len(phrase))])
-        pos += len(phrase)
-    caption = "".join(pieces) + (TERMINATOR if phrases else "")
-    return caption, spans
 
 
 def build_od_caption(instance_class_ids: Sequence[int], label_map: Mapping[int, str], max_labels: int,
@@ -256,14 +239,3 @@ def swap_left_right(text: str) -> tuple[str, list[int]]:
         out.append(text[i])
     remap.append(len(out))
     return "".join(out), remap
-
-
-def find_phrase(caption: str, phrase: str, start: int = 0) -> Span | None:
-    """First whole-word, case-insensitive occurrence of ``phrase`` in ``caption`` at or after
-    ``start``; None when absent."""
-    phrase = phrase.strip()
-    if not phrase:
-        return None
-    pattern = re.compile(r"(?<![0-9a-z])" + re.escape(phrase.lower()) + r"(?![0-9a-z])")
-    m = pattern.search(caption.lower(), start)
-    return (m.start(), m.end()) if m else None

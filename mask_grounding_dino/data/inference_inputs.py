@@ -4,8 +4,8 @@
   "expression": "the red car on the left"}`` (TAO's keys; the path is relative to the image
   source).
 * OD captions (``infer_data_sources.captions``): a list of class names, a prompt string
-  ``"person . car . dog"`` (split at ``.``, the delimiter the model itself splits phrases at),
-  or the path of a label map (``label_map.txt`` of ``coco_raw``, or a label map json).
+  ``"person . car . dog"`` or ``"person, car, dog"`` (``text/class_names.py``), or the path of
+  a label map (``label_map.txt`` of ``coco_raw``, or a label map json).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from . import fileio
 from ..errors import DataError
+from ..text.class_names import ClassListError, class_names
 from .label_map import read_label_map
 from .records import InferenceItem, as_str, require
 
@@ -49,35 +50,18 @@ def read_inference_jsonl(path: str) -> list[InferenceItem]:
     return items
 
 
-def parse_captions(value: Any, where: str = "captions") -> list[str]:
-    """Class names from a list, a ``"a . b . c"`` string, or a label map path.
-
-    Names are stripped, empty pieces dropped and duplicates removed (first kept), so the
-    order of the result is the order of the prompt.
-    """
+def parse_captions(value: Any, where: str = "captions", *, shell_hint: bool = True) -> list[str]:
+    """Class names from any form :func:`~mask_grounding_dino.text.class_names.class_names`
+    reads (a list, ``"a . b"``, ``"a, b"``), or from a label map path (alone or as the one
+    list item). The result is the prompt's phrases in order, without duplicates."""
     if isinstance(value, (list, tuple)) and len(value) == 1 and _looks_like_label_map(value[0]):
         value = value[0]
-    if isinstance(value, str):
-        if _looks_like_label_map(value):
-            names = list(read_label_map(value).values())
-        else:
-            names = value.split(".")
-    elif isinstance(value, (list, tuple)):
-        names = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise DataError(f"{where}[{i}] must be a class name (string), got {item!r}")
-            names.append(item.strip().rstrip(".").strip())
-    else:
-        raise DataError(f"{where} must be a list of class names, a 'a . b . c' string or a label map "
-                        f"path, got {type(value).__name__}")
-    out: list[str] = []
-    for name in (n.strip() for n in names):
-        if name and name not in out:
-            out.append(name)
-    if not out:
-        raise DataError(f"{where}: no class names in {value!r}")
-    return out
+    if _looks_like_label_map(value):
+        value = list(read_label_map(value).values())
+    try:
+        return class_names(value, where, shell_hint=shell_hint)
+    except ClassListError as exc:
+        raise DataError(exc.problems) from None
 
 
 def _looks_like_label_map(value: Any) -> bool:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .captions import CaptionSample, Span, find_phrase
+from ..text.spans import locate_phrases, spans_to_token_map
+from .captions import CaptionSample
 
 
 @dataclass
@@ -29,41 +30,6 @@ class TokenMaps:
     positive_map: torch.Tensor
     phrase_map: torch.Tensor
     dropped: list[int]
-
-
-def locate_phrases(caption: str, phrases: Sequence[str]) -> list[list[Span]]:
-    """Character span of each phrase in ``caption``: searched in order (each after the
-    previous match, falling back to the start), lower-case, whole words; ``[]`` if absent."""
-    out: list[list[Span]] = []
-    cursor = 0
-    for phrase in phrases:
-        found = find_phrase(caption, phrase, cursor)
-        if found is None:
-            found = find_phrase(caption, phrase, 0)
-        if found is None:
-            out.append([])
-            continue
-        out.append([found])
-        cursor = found[1]
-    return out
-
-
-def spans_to_token_map(rows: Sequence[Sequence[Span]], offsets: Sequence[tuple[int, int]],
-                       max_text_len: int) -> np.ndarray:
-    """Binary ``[R, max_text_len]`` float32: token j is on in row r when its characters overlap
-    one of the row's spans. ``offsets``: per token ``(start, end)``; ``(0, 0)`` = special."""
-    table = np.zeros((len(rows), int(max_text_len)), np.float32)
-    if not rows or not len(offsets):
-        return table
-    off = np.asarray(offsets[:max_text_len], dtype=np.int64).reshape(-1, 2)
-    starts, ends = off[:, 0], off[:, 1]
-    real = ends > starts
-    for r, spans in enumerate(rows):
-        for s, e in spans:
-            if e > s:
-                hit = real & (starts < e) & (ends > s)
-                table[r, : len(hit)][hit] = 1.0
-    return table
 
 
 def normalise_rows(table: np.ndarray) -> np.ndarray:

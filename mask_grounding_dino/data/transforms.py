@@ -168,7 +168,11 @@ def hflip(sample: Sample) -> Sample:
 
 
 def clip_boxes(sample: Sample) -> Sample:
-    """Clamp boxes to the image and drop degenerate ones (with their masks)."""
+    """Clamp boxes to the image and drop degenerate ones (with their masks).
+
+    Training records reach the transforms without degenerate boxes: the dataset removes and
+    reports those once when it is built (``data/box_checks.py``). What is dropped here during
+    training comes from augmentation (a crop that leaves a box empty), which is not reported."""
     h, w = sample.size
     boxes = np.minimum(np.maximum(sample.boxes, 0.0), np.array([w, h, w, h], np.float32))
     sample = replace(sample, boxes=boxes.astype(np.float32))

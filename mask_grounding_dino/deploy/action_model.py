@@ -13,6 +13,9 @@ from __future__ import annotations
 from ..config import is_unset
 from ..errors import SpecError
 from .loading import open_backend
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def model_path(cfg, action: str) -> tuple[str, str]:
@@ -35,8 +38,8 @@ def open_action_model(cfg, action: str):
                            text_encoder_type=cfg.model.text_encoder_type)
     wanted = max(int(section.num_gpus or 1), len(section.gpu_ids or []), 1) * max(int(section.num_nodes or 1), 1)
     if wanted > 1 and backend.device.type == "cuda":
-        print(f"note: {action} runs on one device ({backend.device}); {action}.num_gpus/gpu_ids/num_nodes "
-              "beyond the first GPU are not used")
+        log.info(f"note: {action} runs on one device ({backend.device}); {action}.num_gpus/gpu_ids/num_nodes "
+                 "beyond the first GPU are not used")
     fit_input_size(cfg, action, backend)
     return backend
 
@@ -50,8 +53,8 @@ def fit_input_size(cfg, action: str, backend) -> None:
     height, width = fixed
     given = (section.input_height, section.input_width)
     if given != (None, None) and given != (height, width):
-        print(f"note: {action}.input_width/input_height {section.input_width}x{section.input_height} replaced by "
-              f"the ONNX graph's fixed input {width}x{height}")
+        log.info(f"note: {action}.input_width/input_height {section.input_width}x{section.input_height} replaced by "
+                 f"the ONNX graph's fixed input {width}x{height}")
     section.input_height, section.input_width = height, width
 
 

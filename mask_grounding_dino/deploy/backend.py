@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..model.outputs import GroundingOutputs
 from ..text import TextProcessor
+from ..utils.cpu import flushed_denormals
 
 
 class Backend(Protocol):
@@ -78,6 +79,8 @@ class TorchBackend:
     def describe(self) -> str:
         return f"PyTorch model {self.source or ''} on {self.device}".replace("  ", " ")
 
+    # Trained weights hold subnormal values that slow CPU math: flushed during our calls only (utils/cpu.py).
+    @flushed_denormals()
     @torch.inference_mode()
     def encode_image(self, images: Tensor, pixel_mask: Tensor | None):
         """Backbone + input projections: ``ImageFeatures`` of the batch."""
@@ -98,6 +101,7 @@ class TorchBackend:
                 self._text_cache.popitem(last=False)
         return features
 
+    @flushed_denormals()
     @torch.inference_mode()
     def run(self, image, captions: Sequence[str]) -> GroundingOutputs:
         """Encoder, decoder and heads for ``captions`` (1 shared caption, or one per image)."""

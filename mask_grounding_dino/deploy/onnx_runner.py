@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data import fileio
 from ..errors import CheckpointError
 from ..model.outputs import GroundingOutputs
 from ..text import TextProcessor
@@ -57,7 +58,7 @@ class OnnxBackend:
     """onnxruntime session over an exported Mask Grounding DINO.
 
     Args:
-        path: the ``.onnx`` file.
+        path: the ``.onnx`` file (local or a URL, fetched once into the cache).
         device: ``cuda`` uses onnxruntime's CUDA provider when the installed build has one.
         text_encoder_type: tokenizer to use when the file's metadata does not name one.
     """
@@ -72,13 +73,13 @@ class OnnxBackend:
         from ..quantize.onnx_session import session_options
 
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise CheckpointError(f"ONNX file '{self.path}' does not exist")
+        if not fileio.isfile(self.path):
+            raise CheckpointError(f"ONNX file '{fileio.redact(self.path)}' does not exist")
         self.device = torch.device(device)
         options = session_options(self.path)          # TensorRT's Q/DQ graphs run as written
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(self.path, options, providers=onnx_providers(self.device))
+            self.session = ort.InferenceSession(fileio.local_copy(self.path), options, providers=onnx_providers(self.device))
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise CheckpointError(f"'{self.path}' is not a loadable ONNX model "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc

@@ -16,6 +16,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..data import fileio
 from ..data.collate import pad_images
 from ..data.transforms import EvalTransform, Normalize, Sample, short_side_size
 from ..errors import DataError, UserError
@@ -32,12 +33,11 @@ def load_rgb(image: ImageInput, where: str = "image") -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         try:
-            with Image.open(path) as img:
+            # A missing file or an unreachable URL raises DataError naming ``where`` and the path.
+            with fileio.open_binary(path, key=where) as handle, Image.open(handle) as img:
                 return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-        except FileNotFoundError:
-            raise DataError(f"{where}: image file '{path}' not found") from None
         except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{where}: cannot read image '{path}' ({exc.__class__.__name__})") from None
+            raise DataError(f"{where}: cannot read image '{fileio.redact(path)}' ({exc.__class__.__name__})") from None
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):

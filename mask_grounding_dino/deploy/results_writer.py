@@ -2,8 +2,10 @@
 
 In ``results_dir``:
 
-* ``images_annotated/<image>``: masks at alpha 0.4, boxes (``outline_width``), "phrase score"
-  tags, colours from ``color_map`` (class/phrase -> colour name, ``#rrggbb`` or ``[r, g, b]``);
+* ``images_annotated/<image>``: mask outlines with a light fill, boxes (``outline_width``),
+  "phrase score" tags kept inside the picture, colours from ``color_map`` (class/phrase ->
+  colour name, ``#rrggbb`` or ``[r, g, b]``); images under 512 px are drawn upscaled to a
+  512 px long side (``writers/draw.py``), every other file keeps the original coordinates;
 * ``labels/<image stem>.txt``: TAO's KITTI-style lines, ``Empty`` when nothing was kept;
 * ``results.json``: a COCO results list (``COCO.loadRes`` reads it): per detection
   ``image_id``, ``file_name``, ``category_id``, ``category``, ``phrase``, ``bbox`` [x, y, w, h],
@@ -29,10 +31,9 @@ import numpy as np
 from PIL import Image, ImageColor
 
 from ..errors import SpecError
-from ..metrics.coco_results import detections_to_coco, write_coco_results
 from ..model.results import Detections
 from ..utils.atomic import atomic_write_bytes, atomic_write_json
-from ..writers import draw_detections, write_kitti
+from ..writers import detections_to_coco, draw_detections, write_coco_results, write_kitti
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
                  ".tif": "TIFF", ".tiff": "TIFF"}

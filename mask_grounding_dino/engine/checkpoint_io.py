@@ -9,22 +9,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import CheckpointError
+from ..model.checkpoint.io import torch_load
 from ..utils.atomic import atomic_torch_save
 
+#: What to do when a training checkpoint holds objects the safe loader refuses.
+_RESUME_HINT = ("resume only from checkpoints this tool wrote, or start a new run from the file's weights with "
+                "train.pretrained_model_path")
 
-def load_checkpoint_file(path: str, map_location: Any = "cpu") -> dict:
-    """``torch.load(path, weights_only=True)`` with a clear error for non-checkpoints."""
+
+def load_checkpoint_file(path: str, map_location: Any = "cpu", mmap: bool = False) -> dict:
+    """A training checkpoint to resume from (``model.checkpoint.io.torch_load``, refusing any
+    pickled object: resuming restores every entry). ``mmap``: see ``torch_load``."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe checkpoint"
-        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint "
-                              f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    obj = torch_load(path, placeholders=False, hint=_RESUME_HINT, map_location=map_location, mmap=mmap)
     if not isinstance(obj, dict):
         raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a checkpoint dictionary")
     return obj

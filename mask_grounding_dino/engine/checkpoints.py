@@ -2,8 +2,14 @@
 
 Files in ``results_dir`` (TAO's names, Lightning's ``=`` written as ``_``):
 
-    model_epoch_{epoch:03d}_step_{step:05d}.pth   one per interval (epoch or step units)
+    model_epoch_{epoch:03d}_step_{step:05d}.pth   one per interval (epoch or step units; TAO's
+                                                  0-based epoch index: epoch_000 is the first)
     mask_gdino_model_latest.pth                   link to the newest one
+
+With ``keep_newest_only`` (``train.checkpointer.replace_periodic``) only the newest periodic
+checkpoint stays: each save deletes the older ones this callback wrote in this folder (its
+list travels in the checkpoints, so a resumed run goes on pruning them), after the link
+points at the new file.
 
 ``find_resume_checkpoint`` picks what training resumes from: an explicit
 ``resume_training_checkpoint_path`` (which must exist), else the latest checkpoint in
@@ -18,6 +24,7 @@ import shutil
 
 import lightning.pytorch as pl
 
+from ..data import fileio
 from ..errors import CheckpointError
 
 LATEST_NAME = "mask_gdino_model_latest.pth"
@@ -42,11 +49,12 @@ def list_checkpoints(results_dir: str) -> list[tuple[int, int, str]]:
 
 def find_resume_checkpoint(results_dir: str, explicit: str | None = None) -> str | None:
     if explicit:
-        if not os.path.isfile(explicit):
-            raise CheckpointError(f"train.resume_training_checkpoint_path: '{explicit}' does not exist; give an "
-                                  "existing checkpoint, or leave it empty to resume from the newest one in "
-                                  "results_dir")
-        return explicit
+        key = "train.resume_training_checkpoint_path"
+        with fileio.spec_keys({explicit: key}):     # an unreachable URL names the key
+            if not fileio.isfile(explicit):
+                raise CheckpointError(f"{key}: '{explicit}' does not exist; give an existing checkpoint, or leave "
+                                      "it empty to resume from the newest one in results_dir")
+            return fileio.local_copy(explicit, key)     # a URL is fetched once into the cache
     latest = os.path.join(results_dir or "", LATEST_NAME)
     if os.path.isfile(latest):  # False for a link whose target is gone: fall back to the newest file
         return os.path.realpath(latest)
@@ -75,18 +83,43 @@ class TaoCheckpoint(pl.Callback):
         interval: save every ``interval`` epochs or steps.
         unit: ``"epoch"`` or ``"step"``.
         save_last: also save when training ends (if that step was not saved already).
+        keep_newest_only: delete older periodic checkpoints of this run after each save.
 
     A resumed run never rewrites the checkpoint it started from, and a dry run
     (``train.is_dry_run``) writes none.
     """
 
-    def __init__(self, results_dir: str, interval: int = 1, unit: str = "epoch", save_last: bool = True):
+    def __init__(self, results_dir: str, interval: int = 1, unit: str = "epoch", save_last: bool = True,
+                 keep_newest_only: bool = False):
         self.results_dir = results_dir
         self.interval = max(1, int(interval))
         self.unit = unit
         self.save_last = save_last
+        self.keep_newest_only = keep_newest_only
         self._saved_steps: set[int] = set()
         self._last_epoch: int | None = None  # epoch of the last trained batch
+        self._written: list[str] = []  # names of the periodic checkpoints this run wrote in results_dir
+
+    def state_dict(self) -> dict:
+        return {"folder": os.path.realpath(self.results_dir), "written": list(self._written)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # A checkpoint of another folder (an explicit resume path) lists files this run did not write.
+        if state_dict.get("folder") == os.path.realpath(self.results_dir):
+            self._written = [n for n in state_dict.get("written", []) if _NAME_RE.match(n)]
+
+    def _remember(self, path: str) -> None:
+        name = os.path.basename(path)
+        if _NAME_RE.match(name) and os.path.realpath(os.path.dirname(path)) == os.path.realpath(self.results_dir):
+            self._written = [n for n in self._written if n != name] + [name]
+
+    def _prune(self) -> None:
+        """Delete every periodic checkpoint this run wrote except the newest (``latest`` points there)."""
+        for name in self._written[:-1]:
+            path = os.path.join(self.results_dir, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+        self._written = self._written[-1:]
 
     def _save(self, trainer: pl.Trainer, epoch: int | None = None) -> None:
         step = trainer.global_step
@@ -95,14 +128,19 @@ class TaoCheckpoint(pl.Callback):
         epoch = trainer.current_epoch if epoch is None else epoch
         path = os.path.join(self.results_dir, checkpoint_name(epoch, step))
         trainer.save_checkpoint(path, weights_only=False)  # full state: a resume needs the optimiser too
+        self._remember(path)
         if trainer.is_global_zero:
             _point_latest(self.results_dir, path)
+            if self.keep_newest_only:
+                self._prune()
         self._saved_steps.add(step)
 
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.global_step > 0:
             # Resumed: the state at this step is the checkpoint we started from; never save it twice.
             self._saved_steps.add(trainer.global_step)
+            if getattr(trainer, "ckpt_path", None):
+                self._remember(os.path.abspath(trainer.ckpt_path))  # ours if it lies in this folder
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loader = trainer.train_dataloader

@@ -1,15 +1,14 @@
-"""One evaluation loop body shared by validation (during training) and ``evaluate``.
+"""Validation during training: model outputs of a batch -> :class:`Detections` -> scores.
 
-:class:`EvalRunner` turns model outputs of a batch into :class:`Detections`
-(TAO's post-processing with the right prompt layout per image) and feeds the
-matching evaluator: COCO bbox/segm for OD data, the referring metrics for VG.
+:class:`EvalRunner` post-processes (TAO's post-processing with the right prompt layout per
+image) and feeds :class:`DatasetScoring`, the scorer ``evaluate`` uses too (COCO bbox/segm for
+OD data, the referring metrics for VG), so validation and ``evaluate`` agree number for number.
 """
 
 from __future__ import annotations
 
 from ..data.batch import Batch
-from ..metrics import CocoEvaluator
-from ..metrics.referring import ReferringEvaluator
+from ..metrics.scoring import DatasetScoring
 from ..model.outputs import GroundingOutputs
 from ..model.postprocess import PostProcessor, PromptLayout
 from ..model.results import Detections
@@ -25,25 +24,22 @@ class EvalRunner:
         data_type: "OD" or "VG".
         categories: OD only: category id -> name, in id order (== the caption's phrases).
         coco_gt: OD only: the ground truth (CocoDataset or json path) for COCOeval.
+        with_segm: OD only: score masks too (``dataset.has_mask``).
         score_threshold: VG only: detections under it do not count (reported with the metrics).
     """
 
     def __init__(self, *, postprocessor: PostProcessor, text_processor: TextProcessor, data_type: str = "OD",
-                 categories: dict[int, str] | None = None, coco_gt=None, score_threshold: float = 0.0):
+                 categories: dict[int, str] | None = None, coco_gt=None, with_segm: bool = True,
+                 score_threshold: float = 0.0):
         self.postprocessor = postprocessor
         self.text_processor = text_processor
         self.data_type = data_type.upper()
         self._layouts: dict[tuple, PromptLayout] = {}
-        if self.data_type == "OD":
-            if categories is None or coco_gt is None:
-                raise ValueError("OD evaluation needs categories and coco_gt")
-            ids = list(categories.keys())
-            self.evaluator = CocoEvaluator(coco_gt, {i: cid for i, cid in enumerate(ids)})
-        else:
-            self.evaluator = ReferringEvaluator(score_threshold=score_threshold)
+        self.scoring = DatasetScoring(self.data_type, coco_gt=coco_gt, categories=categories, with_segm=with_segm,
+                                      score_threshold=score_threshold)
 
     def reset(self) -> None:
-        self.evaluator.reset()
+        self.scoring.reset()
 
     def layout(self, target) -> PromptLayout:
         if self.data_type == "OD":
@@ -66,14 +62,10 @@ class EvalRunner:
 
     def update(self, outputs: GroundingOutputs, batch: Batch) -> list[Detections]:
         dets = self.detections(outputs, batch)
-        if self.data_type == "OD":
-            self.evaluator.update([t.image_id for t in batch.targets], dets)
-        else:
-            self.evaluator.update(dets, batch.targets)
+        self.scoring.add(batch.targets, dets)
         return dets
 
     def compute(self, prefix: str = "val") -> tuple[dict[str, float], object]:
         """``(key metrics with TAO names, full metrics object)``."""
-        metrics = self.evaluator.compute()
-        return metrics.key_metrics(prefix), metrics
+        return self.scoring.compute(prefix)
 

@@ -21,7 +21,6 @@ from ..model.criterion import SetCriterion
 from ..model.postprocess import PostProcessor
 from ..text import TextProcessor
 from ..utils.atomic import atomic_write_json
-from ..utils.cpu import flush_denormals
 from .evaluation import EvalRunner
 from .optim import apply_freeze, build_optimizer, build_scheduler, warmup_factor
 
@@ -33,15 +32,17 @@ class GroundingModule(pl.LightningModule):
         spec: the resolved experiment spec as a plain dict (stored in every checkpoint).
         eval_data: validation description set by the train action: ``data_type``,
             ``categories`` (OD: id -> name), ``coco_gt`` (OD ground truth). Not stored.
+        load_text_weights: False builds the text encoder's architecture only, when a checkpoint
+            (a resume, ``train.pretrained_model_path``) provides its weights.
     """
 
-    def __init__(self, spec: dict, eval_data: dict | None = None):
+    def __init__(self, spec: dict, eval_data: dict | None = None, *, load_text_weights: bool = True):
         super().__init__()
-        flush_denormals()     # subnormal weights/gradients slow CPU training 2x (utils/cpu.py)
         self.save_hyperparameters({"spec": spec})
         self.cfg = load_spec(base=spec)
         cfg = self.cfg
-        self.model = MaskGroundingDINO.from_config(cfg.model, activation_checkpoint=cfg.train.activation_checkpoint)
+        self.model = MaskGroundingDINO.from_config(cfg.model, activation_checkpoint=cfg.train.activation_checkpoint,
+                                                   load_text_weights=load_text_weights)
         self.frozen = apply_freeze(self.model, cfg.train.freeze)
         self._frozen_prefixes = tuple(p for p in (cfg.train.freeze or []) if p)
         if not any(p.requires_grad for p in self.model.bert.parameters()):
@@ -51,6 +52,7 @@ class GroundingModule(pl.LightningModule):
         self.eval_data = eval_data
         self._runner: EvalRunner | None = None
         self.last_val_metrics: dict[str, float] = {}
+        self.applied_lr: float | None = None
 
     def train(self, mode: bool = True):
         """Train mode, except what ``train.freeze`` froze: modules under a frozen prefix stay in
@@ -92,15 +94,24 @@ class GroundingModule(pl.LightningModule):
         losses = self.criterion(outputs, batch.targets)
         size = len(batch)
         self.log("train_loss", losses.total, prog_bar=True, batch_size=size)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=size)
+        self.log("lr", self.step_lr(), prog_bar=True, batch_size=size)
         for name, value in losses.unweighted.items():
             if not any(name.endswith(f"_{i}") for i in range(10)):
                 self.log(f"train/{name}", value, batch_size=size)
         return losses.total
 
+    def step_lr(self) -> float:
+        """Learning rate of the main parameter group for the coming optimiser step (warm-up included)."""
+        scheduled = self.trainer.optimizers[0].param_groups[0]["lr"]
+        return scheduled * warmup_factor(self.global_step, self.cfg.train.optim.warmup_steps)
+
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        """Linear warm-up (``train.optim.warmup_steps``) applied on top of the epoch schedule."""
+        """Linear warm-up (``train.optim.warmup_steps``) applied on top of the epoch schedule.
+
+        ``applied_lr`` keeps the main group's rate this step used (the history records it).
+        """
         factor = warmup_factor(self.global_step, self.cfg.train.optim.warmup_steps)
+        self.applied_lr = optimizer.param_groups[0]["lr"] * factor
         if factor != 1.0:
             scheduled = [g["lr"] for g in optimizer.param_groups]
             for group in optimizer.param_groups:
@@ -119,6 +130,7 @@ class GroundingModule(pl.LightningModule):
             self._runner = EvalRunner(postprocessor=post, text_processor=self.text_processor, data_type=data_type,
                                       categories=self.eval_data.get("categories"),
                                       coco_gt=self.eval_data.get("coco_gt"),
+                                      with_segm=bool(self.cfg.dataset.has_mask),
                                       score_threshold=self.cfg.evaluate.conf_threshold)
         return self._runner
 
@@ -145,7 +157,7 @@ class GroundingModule(pl.LightningModule):
                      rank_zero_only=True)
         self.last_val_metrics = {k: float(v) for k, v in keys.items()}
         if self.trainer.is_global_zero:
-            results_dir = self.cfg.train.results_dir or self.cfg.results_dir
+            results_dir = self.cfg.train.results_dir or os.path.join(self.cfg.results_dir, "train")
             record = {"epoch": self.current_epoch, "global_step": self.global_step, "metrics": self.last_val_metrics,
                       "val_loss": float(self.trainer.callback_metrics.get("val_loss", float("nan")))}
             atomic_write_json(os.path.join(results_dir, f"val_metrics_epoch_{self.current_epoch:03d}.json"),

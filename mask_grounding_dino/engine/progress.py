@@ -6,6 +6,10 @@ import time
 
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
+
 
 def format_seconds(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -23,8 +27,15 @@ def time_left(trainer, t0: float | None, step0: int) -> str | None:
     return format_seconds((time.time() - t0) / done * max(0, total - trainer.global_step))
 
 
+def epoch_label(trainer) -> str:
+    """``epoch 3/8`` for the third epoch: counted from 1 everywhere a person reads it (bar, lines,
+    status messages, plots); file names and JSON fields keep TAO's 0-based index."""
+    total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+    return f"epoch {trainer.current_epoch + 1}{total}"
+
+
 class ProgressBar(TQDMProgressBar):
-    """TQDM bar whose postfix adds ``left`` (estimated time to the end of training)."""
+    """TQDM bar titled ``Epoch 3/8`` whose postfix adds ``left`` (estimated time to the end of training)."""
 
     def __init__(self, refresh_rate: int = 1):
         super().__init__(refresh_rate=refresh_rate)
@@ -35,6 +46,11 @@ class ProgressBar(TQDMProgressBar):
         super().on_train_start(trainer, pl_module)
         self._t0 = time.time()
         self._step0 = trainer.global_step
+        self.train_progress_bar.set_description(epoch_label(trainer).capitalize())
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(epoch_label(trainer).capitalize())
 
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
@@ -62,7 +78,7 @@ class ProgressLines(Callback):
 
     def _line(self, trainer) -> str:
         metrics = trainer.progress_bar_metrics
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        parts = [epoch_label(trainer)]
         total = trainer.estimated_stepping_batches
         parts.append(f"step {trainer.global_step}/{int(total)}" if total != float("inf")
                      else f"step {trainer.global_step}")
@@ -77,9 +93,9 @@ class ProgressLines(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.is_global_zero and time.time() - self._last >= self.every_s:
             self._last = time.time()
-            print(self._line(trainer), flush=True)
+            log.info(self._line(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.is_global_zero:
             self._last = time.time()
-            print(self._line(trainer), flush=True)
+            log.info(self._line(trainer))

@@ -4,8 +4,11 @@ Tools (job runners, dashboards, AutoML drivers) follow it like TAO's status
 file: every line has ``date``, ``time``, ``status`` (STARTED, RUNNING, SUCCESS,
 FAILURE), ``verbosity`` and ``message``, plus progress (``epoch``,
 ``max_epoch``, ``global_step``, ``eta``) and ``kpi`` / ``graphical`` metrics
-where available. Lines are appended and flushed immediately, so a follower
-never reads half a line (each write is a single ``write`` of a full line).
+where available. As in TAO, ``epoch`` is the 0-based epoch index and ``max_epoch``
+the last index (``num_epochs - 1``); messages count from 1 like the progress lines
+(``Epoch 3/8 finished`` has ``epoch`` 2). Lines are appended (a resumed run continues
+the file) and flushed immediately, so a follower never reads half a line (each write
+is a single ``write`` of a full line).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class StatusLogger:
             handle.flush()
 
 
+def _last_index(trainer) -> int | None:
+    return trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
+
+
 class StatusCallback(pl.Callback):
     """Writes STARTED / RUNNING (per epoch, with KPIs) / SUCCESS / FAILURE lines."""
 
@@ -69,7 +76,7 @@ class StatusCallback(pl.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = self._epoch_start = time.time()  # a mid-epoch resume gets no on_train_epoch_start
         message = f"Training resumed at step {trainer.global_step}" if trainer.global_step else "Training started"
-        self.logger.write("STARTED", message, max_epoch=trainer.max_epochs,
+        self.logger.write("STARTED", message, max_epoch=_last_index(trainer),
                           global_step=trainer.global_step, epoch=trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -81,8 +88,8 @@ class StatusCallback(pl.Callback):
         metrics = {k: v for k, v in trainer.callback_metrics.items()}
         kpi = {k: v for k, v in metrics.items() if "mAP" in k or "mIoU" in k or "acc" in k}
         graphical = {k: v for k, v in metrics.items() if k not in kpi}
-        self.logger.write("RUNNING", f"Epoch {trainer.current_epoch} finished",
-                          epoch=trainer.current_epoch, max_epoch=trainer.max_epochs,
+        self.logger.write("RUNNING", f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs} finished",
+                          epoch=trainer.current_epoch, max_epoch=_last_index(trainer),
                           global_step=trainer.global_step, time_per_epoch=round(elapsed, 3),
                           eta=round(elapsed * remaining, 1), kpi=kpi, graphical=graphical)
 

@@ -8,18 +8,31 @@ which Lightning detects) all use one spec.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..errors import SpecError
 from .checkpoint_io import AtomicCheckpointIO
+from .csv_log import AppendingCSVLogger
+from .determinism import DeterministicCpu
 
 log = logging.getLogger(__name__)
+
+
+#: Lightning warnings nobody running our training can act on (regular expressions).
+_LIGHTNING_NOISE = (
+    # Lightning 2.6 on torch 2.14: a deprecation inside Lightning itself.
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Frozen parts (train.freeze) are kept in eval mode on purpose (engine/module.py).
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
 
 
 class _DropAdvert(logging.Filter):
@@ -29,9 +42,21 @@ class _DropAdvert(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert())
-# Lightning 2.6 on torch 2.14: a deprecation inside Lightning itself, nothing a user can act on.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Inside the block (building the trainer and training), Lightning's cloud-logger advert and
+    :data:`_LIGHTNING_NOISE` are dropped; afterwards the process's warning filters and
+    Lightning's logger are as they were (the caller's code may want those messages)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    advert = _DropAdvert()
+    logger.addFilter(advert)
+    try:
+        with warnings.catch_warnings():
+            for message in _LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        logger.removeFilter(advert)
 
 PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 
@@ -44,7 +69,7 @@ def _devices(train_cfg) -> tuple[str, object]:
             return "gpu", ids[:num]
         return "gpu", num
     if num > 1 and os.environ.get("LOCAL_RANK", "0") == "0":  # once, not again in each launched process
-        print(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
+        log.info(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
     return "cpu", num
 
 
@@ -73,7 +98,7 @@ def _precision(train_cfg, accelerator: str, strategy) -> str:
     if strategy == "fsdp":
         precision = "16-mixed"  # TAO forces mixed precision with FSDP
     if accelerator == "cpu" and precision == "16-mixed":
-        print("notice: fp16 mixed precision needs a GPU; using bf16 mixed precision on the CPU")
+        log.info("notice: fp16 mixed precision needs a GPU; using bf16 mixed precision on the CPU")
         precision = "bf16-mixed"
     return precision
 
@@ -86,18 +111,24 @@ def wandb_logger(cfg, results_dir: str):
     try:
         import wandb  # noqa: F401
     except ImportError:
-        print("notice: wandb.enable is true but the wandb package is not installed; logging locally only")
+        log.info("notice: wandb.enable is true but the wandb package is not installed; logging locally only")
         return None
     offline = os.environ.get("WANDB_MODE") in ("offline", "disabled")
     has_key = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc"))
     if not (has_key or offline):
-        print("notice: wandb.enable is true but no wandb credentials were found (WANDB_API_KEY); "
-              "logging locally only")
+        log.info("notice: wandb.enable is true but no wandb credentials were found (WANDB_API_KEY); "
+                 "logging locally only")
         return None
     from lightning.pytorch.loggers import WandbLogger
-    return WandbLogger(project=wb.project or None, entity=wb.entity or None, group=wb.group or None,
-                       name=wb.name or None, tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir,
-                       resume="allow")
+    return WandbLogger(**wandb_arguments(wb, results_dir))
+
+
+def wandb_arguments(wb, results_dir: str) -> dict:
+    """``WandbLogger`` arguments from the ``wandb`` spec section (the keys Lightning does not know,
+    ``reinit``, ``sync_tensorboard``, ``save_code``, go on to ``wandb.init``)."""
+    return dict(project=wb.project or None, entity=wb.entity or None, group=wb.group or None, name=wb.name or None,
+                tags=list(wb.tags or []), id=wb.run_id or None, save_dir=results_dir, resume="allow",
+                reinit=bool(wb.reinit), sync_tensorboard=bool(wb.sync_tensorboard), save_code=bool(wb.save_code))
 
 
 def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | None = None,
@@ -105,14 +136,17 @@ def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | N
     tc = cfg.train
     accelerator, devices = _devices(tc)
     strategy = _strategy(tc, accelerator, devices)
+    # Both continue in the same folders when a run resumes (new event file; rows appended).
     loggers = [TensorBoardLogger(results_dir, name="tensorboard", version=""),
-               CSVLogger(results_dir, name="csv_logs", version="")]
+               AppendingCSVLogger(results_dir, name="csv_logs", version="")]
     wandb = wandb_logger(cfg, results_dir)
     if wandb is not None:
         loggers.append(wandb)
     if accelerator == "gpu":
         torch.backends.cudnn.benchmark = bool(tc.cudnn.benchmark)
         torch.backends.cudnn.deterministic = bool(tc.cudnn.deterministic)
+    elif tc.cudnn.deterministic:  # on CPU: bit-identical runs whatever the machine load (engine/determinism.py)
+        callbacks = [*callbacks, DeterministicCpu()]
     return pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=int(tc.num_nodes), strategy=strategy,
         precision=_precision(tc, accelerator, strategy),

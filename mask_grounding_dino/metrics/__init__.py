@@ -2,12 +2,7 @@
 
 from mask_grounding_dino.metrics.coco import STAT_NAMES, ClassAP, CocoMetrics, evaluate_coco
 from mask_grounding_dino.metrics.coco_evaluator import CocoEvaluator
-from mask_grounding_dino.metrics.coco_results import (
-    detections_to_coco,
-    encode_masks,
-    load_ground_truth,
-    write_coco_results,
-)
+from mask_grounding_dino.metrics.coco_results import load_ground_truth
 from mask_grounding_dino.metrics.referring import (
     ReferringEvaluator,
     ReferringMetrics,
@@ -15,9 +10,10 @@ from mask_grounding_dino.metrics.referring import (
     sample_result,
 )
 from mask_grounding_dino.metrics.report import write_evaluation_report
+from mask_grounding_dino.metrics.scoring import DatasetScoring
 
 __all__ = [
-    "STAT_NAMES", "ClassAP", "CocoMetrics", "evaluate_coco", "CocoEvaluator", "detections_to_coco",
-    "encode_masks", "load_ground_truth", "write_coco_results", "ReferringEvaluator", "ReferringMetrics",
+    "STAT_NAMES", "ClassAP", "CocoMetrics", "evaluate_coco", "CocoEvaluator", "DatasetScoring",
+    "load_ground_truth", "ReferringEvaluator", "ReferringMetrics",
     "compute_referring_metrics", "sample_result", "write_evaluation_report",
 ]

@@ -12,14 +12,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from mask_grounding_dino.metrics.coco import IOU_TYPES, CocoMetrics, evaluate_coco
-from mask_grounding_dino.metrics.coco_results import (
-    DetectionsLike,
-    GroundTruth,
-    LabelToCategory,
-    detections_to_coco,
-    load_ground_truth,
-)
+from mask_grounding_dino.metrics.coco_results import GroundTruth, load_ground_truth
 from mask_grounding_dino.metrics.distributed import broadcast_from_rank0, gather_to_rank0
+from mask_grounding_dino.writers.coco_results import DetectionsLike, LabelToCategory, detections_to_coco
 
 
 class CocoEvaluator:
@@ -45,6 +40,7 @@ class CocoEvaluator:
     def reset(self) -> None:
         self._results: dict[int, list[dict]] = {}
         self._saw_masks = False
+        self.results: list[dict] = []   # after compute, on rank 0: every image's entries, by image id
 
     def update(self, image_ids: Sequence[int], detections: Sequence[DetectionsLike]) -> None:
         """Add one batch: ``image_ids[i]`` is the COCO image id of ``detections[i]``."""
@@ -71,6 +67,7 @@ class CocoEvaluator:
                     merged.setdefault(image_id, entries)
             saw_masks = any(s for _, s in gathered)
             iou_types = self.iou_types or (("bbox", "segm") if saw_masks else ("bbox",))
-            results = [r for entries in merged.values() for r in entries]
+            results = [r for image_id in sorted(merged) for r in merged[image_id]]
+            self.results = results
             metrics = evaluate_coco(self.gt, results, iou_types, image_ids=sorted(merged), engine=self.engine)
         return broadcast_from_rank0(metrics)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from mask_grounding_dino.metrics.coco import PREFIXES
-from mask_grounding_dino.metrics.coco_results import to_bool_masks, to_numpy
+from mask_grounding_dino.writers.coco_results import to_bool_masks, to_numpy
 from mask_grounding_dino.metrics.distributed import broadcast_from_rank0, gather_to_rank0
 
 IOU_THRESHOLDS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2).tolist())

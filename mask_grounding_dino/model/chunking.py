@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..data.captions import join_phrases
+from ..text.spans import join_phrases
 from ..errors import UserError
 from .outputs import GroundingOutputs
 from .postprocess import Candidates, PostProcessor, PromptLayout, Sizes, nms_order

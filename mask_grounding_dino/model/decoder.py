@@ -41,7 +41,7 @@ class DecoderLayer(nn.Module):
         self.dropout4 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
+    def forward(self, tgt: Tensor, *, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 memory_pad_mask: Tensor | None, spatial_shapes: Tensor, level_start_index: Tensor,
                 memory_text: Tensor, text_pad_mask: Tensor | None, self_attn_mask: Tensor | None) -> Tensor:
         """``tgt, query_pos [B,Q,C]``, ``reference_points [B,Q,L,4]``, ``memory [B,N,C]``,
@@ -71,11 +71,11 @@ class DecoderOutput:
 
 class TransformerDecoder(nn.Module):
     """Args: num_layers, d_model, d_ffn, dropout, n_levels, n_heads, n_points as the spec;
-    ``ref_eps``: clamp of the inverse sigmoid (1e-3 official; 1e-5 for HF imports)."""
+    ``ref_eps``: clamp of the inverse sigmoid (1e-5, as TAO and transformers; the original release used 1e-3)."""
 
     def __init__(self, num_layers: int, d_model: int = 256, d_ffn: int = 2048, dropout: float = 0.0,
                  n_levels: int = 4, n_heads: int = 8, n_points: int = 4, activation_checkpoint: bool = False,
-                 ref_eps: float = 1e-3):
+                 ref_eps: float = 1e-5):
         super().__init__()
         self.d_model = d_model
         self.layers = nn.ModuleList(DecoderLayer(d_model, d_ffn, dropout, n_levels, n_heads, n_points)
@@ -89,7 +89,7 @@ class TransformerDecoder(nn.Module):
         self.bbox_embed: nn.ModuleList | None = None
         self.class_embed: nn.ModuleList | None = None
 
-    def forward(self, tgt: Tensor, memory: Tensor, memory_pad_mask: Tensor, refpoints_unsigmoid: Tensor,
+    def forward(self, tgt: Tensor, memory: Tensor, *, memory_pad_mask: Tensor, refpoints_unsigmoid: Tensor,
                 spatial_shapes: Tensor, level_start_index: Tensor, valid_ratios: Tensor, memory_text: Tensor,
                 text_pad_mask: Tensor, self_attn_mask: Tensor | None = None) -> DecoderOutput:
         """``tgt [B,Q,C]``, ``refpoints_unsigmoid [B,Q,4]`` (logit space), ``valid_ratios [B,L,2]``,
@@ -102,12 +102,14 @@ class TransformerDecoder(nn.Module):
         for layer_id, layer in enumerate(self.layers):
             ref_input = reference[:, :, None] * ratios                          # [B,Q,L,4]
             query_pos = self.ref_point_head(sine_embed(ref_input[:, :, 0, :], self.d_model // 2))
-            args = (output, query_pos, ref_input, memory, memory_pad_mask, spatial_shapes, level_start_index,
-                    memory_text, text_pad_mask, self_attn_mask)
+            inputs = dict(query_pos=query_pos, reference_points=ref_input, memory=memory,
+                          memory_pad_mask=memory_pad_mask, spatial_shapes=spatial_shapes,
+                          level_start_index=level_start_index, memory_text=memory_text, text_pad_mask=text_pad_mask,
+                          self_attn_mask=self_attn_mask)
             if self.activation_checkpoint and self.training and torch.is_grad_enabled():
-                output = checkpoint(layer, *args, use_reentrant=False)
+                output = checkpoint(layer, output, use_reentrant=False, **inputs)
             else:
-                output = layer(*args)
+                output = layer(output, **inputs)
             if self.bbox_embed is not None:
                 new_reference = (self.bbox_embed[layer_id](output) + inverse_sigmoid(reference, self.ref_eps)).sigmoid()
                 reference = new_reference.detach()

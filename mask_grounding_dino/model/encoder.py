@@ -109,7 +109,7 @@ class TransformerEncoder(nn.Module):
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
 
-    def forward(self, src: Tensor, pos: Tensor, spatial_shapes: Tensor, spatial_shapes_list: list[tuple[int, int]],
+    def forward(self, src: Tensor, pos: Tensor, *, spatial_shapes: Tensor, spatial_shapes_list: list[tuple[int, int]],
                 level_start_index: Tensor, valid_ratios: Tensor, pad_mask: Tensor, text: Tensor,
                 text_pad_mask: Tensor, text_self_attention_masks: Tensor, position_ids: Tensor) -> tuple[Tensor, Tensor]:
         """Image tokens ``src, pos [B,N,C]``, ``pad_mask [B,N]`` (True = pad); text ``[B,L,C]``,

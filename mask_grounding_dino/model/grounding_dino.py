@@ -12,6 +12,7 @@ per image + ``encode_text`` once per caption + ``forward_features``.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
@@ -22,21 +23,23 @@ from .backbones import Joiner, build_backbone
 from .features import ImageFeatures, TextFeatures
 from .heads import ContrastiveEmbed
 from .layers import MLP, inverse_sigmoid
+from .ms_deform_attn import MultiScaleDeformableAttention
 from .outputs import GroundingOutputs, LayerPrediction
 from .position_encoding import PositionEmbeddingSineHW
 from .text_encoder import build_text_encoder, run_text_encoder, text_config_dict
 from .transformer import Transformer, TransformerOutput
 
-#: The ``model`` spec keys the architecture reads (TAO names).
-SPEC_KEYS = ("backbone", "hidden_dim", "nheads", "enc_layers", "dec_layers", "dim_feedforward", "dropout_ratio",
-             "enc_n_points", "dec_n_points", "num_feature_levels", "return_interm_indices", "num_queries",
-             "two_stage_type", "embed_init_tgt", "pre_norm", "dilation", "train_backbone", "pretrained_backbone_path",
-             "pe_temperatureH", "pe_temperatureW", "text_encoder_type", "max_text_len", "class_embed_bias",
-             "log_scale", "aux_loss", "has_mask", "num_region_queries", "use_dn", "dn_number",
-             "dn_box_noise_scale", "dn_label_noise_ratio", "decoder_sa_type")
-#: Constructor arguments beyond the spec (saved configs and presets may carry them).
-EXTRA_KEYS = ("activation_checkpoint", "backbone_overrides", "text_encoder_config", "load_text_weights", "ref_eps",
-              "fusion_droppath")
+#: Constructor arguments that are run-time settings, not architecture: left out of
+#: ``build_config`` (a deployed or reloaded model needs none of them; the text encoder's saved
+#: config replaces loading its weights).
+RUNTIME_ARGS = frozenset({"pretrained_backbone_path", "load_text_weights", "activation_checkpoint",
+                          "precise_msda"})
+
+
+def constructor_args() -> tuple[str, ...]:
+    """Every keyword argument of :class:`MaskGroundingDINO`: the one list of the model's
+    arguments (spec keys, extras, what ``build_config`` stores and ``from_config`` passes)."""
+    return tuple(name for name in inspect.signature(MaskGroundingDINO.__init__).parameters if name != "self")
 
 
 def _group_count(channels: int) -> int:
@@ -54,7 +57,7 @@ class MaskGroundingDINO(nn.Module):
     text_encoder_config: a saved text-encoder config dict; builds that architecture
         (random weights) instead of resolving ``text_encoder_type``.
     load_text_weights: False skips loading pretrained text weights (a full checkpoint follows).
-    ref_eps: inverse-sigmoid clamp of the box refinement (1e-3 official; 1e-5 transformers).
+    ref_eps: inverse-sigmoid clamp of the box refinement (1e-5: TAO and transformers; the original release 1e-3).
     fusion_droppath: drop-path of the image-text fusion (TAO fixes 0.1).
     """
 
@@ -69,9 +72,11 @@ class MaskGroundingDINO(nn.Module):
                  class_embed_bias: bool = False, log_scale: Any = None, aux_loss: bool = True,
                  has_mask: bool = True, num_region_queries: int = 100, use_dn: bool = True, dn_number: int = 0,
                  dn_box_noise_scale: float = 1.0, dn_label_noise_ratio: float = 0.5, decoder_sa_type: str = "sa",
+                 precise_msda: bool = False,
                  activation_checkpoint: bool = False, backbone_overrides: dict | None = None,
-                 text_encoder_config: dict | None = None, load_text_weights: bool = True, ref_eps: float = 1e-3,
+                 text_encoder_config: dict | None = None, load_text_weights: bool = True, ref_eps: float = 1e-5,
                  fusion_droppath: float = 0.1):
+        arguments = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
         indices = [int(i) for i in return_interm_indices]
         _check_architecture(hidden_dim, nheads, dim_feedforward, num_feature_levels, indices, two_stage_type,
@@ -132,6 +137,12 @@ class MaskGroundingDINO(nn.Module):
                                        pre_norm=pre_norm)
             self._mask_levels = self._levels_at_strides((8, 16, 32))
 
+        # TAO's precise_msda: deformable attention whose gradients are identical on every run. A
+        # training setting, not architecture: not in build_config (deployed models run no backward).
+        for module in self.modules():
+            if isinstance(module, MultiScaleDeformableAttention):
+                module.deterministic = bool(precise_msda)
+
         if not train_backbone:
             self.backbone[0].requires_grad_(False)
         self.backbone_load_summary = None
@@ -139,19 +150,10 @@ class MaskGroundingDINO(nn.Module):
             from .checkpoint.backbone import load_backbone_weights
             self.backbone_load_summary = load_backbone_weights(self.backbone[0], pretrained_backbone_path)
 
-        # Everything needed to rebuild this architecture (stored in our checkpoints).
-        self.build_config: dict[str, Any] = dict(
-            backbone=backbone, hidden_dim=hidden_dim, nheads=nheads, enc_layers=enc_layers, dec_layers=dec_layers,
-            dim_feedforward=dim_feedforward, dropout_ratio=dropout_ratio, enc_n_points=enc_n_points,
-            dec_n_points=dec_n_points, num_feature_levels=num_feature_levels, return_interm_indices=indices,
-            num_queries=num_queries, two_stage_type=two_stage_type, embed_init_tgt=embed_init_tgt,
-            pre_norm=pre_norm, dilation=dilation, train_backbone=train_backbone,
-            pe_temperatureH=pe_temperatureH, pe_temperatureW=pe_temperatureW, text_encoder_type=text_encoder_type,
-            max_text_len=max_text_len, class_embed_bias=class_embed_bias, log_scale=log_scale, aux_loss=aux_loss,
-            has_mask=has_mask, num_region_queries=num_region_queries, use_dn=use_dn, dn_number=dn_number,
-            dn_box_noise_scale=dn_box_noise_scale, dn_label_noise_ratio=dn_label_noise_ratio,
-            decoder_sa_type=decoder_sa_type, backbone_overrides=backbone_overrides,
-            text_encoder_config=text_config_dict(self.bert), ref_eps=ref_eps, fusion_droppath=fusion_droppath)
+        # Everything needed to rebuild this architecture (stored in our checkpoints): every
+        # constructor argument but the run-time ones, so a new argument cannot be forgotten here.
+        arguments.update(return_interm_indices=indices, text_encoder_config=text_config_dict(self.bert))
+        self.build_config: dict[str, Any] = {k: v for k, v in arguments.items() if k not in RUNTIME_ARGS}
 
     def enable_text_cache(self, max_entries: int = 50_000) -> None:
         """Encode each phrase once while ``bert`` is frozen and in eval mode (exact; see text_cache.py)."""
@@ -168,7 +170,7 @@ class MaskGroundingDINO(nn.Module):
         ``overrides`` adds non-spec arguments, e.g. ``activation_checkpoint=cfg.train.activation_checkpoint``.
         """
         get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
-        kwargs = {k: get(k) for k in SPEC_KEYS + EXTRA_KEYS if get(k) is not None}
+        kwargs = {k: get(k) for k in constructor_args() if get(k) is not None}
         if kwargs.get("pretrained_backbone_path") in ("", "???"):
             kwargs.pop("pretrained_backbone_path")
         kwargs.update(overrides)
@@ -293,22 +295,10 @@ class MaskGroundingDINO(nn.Module):
             self._mask_outputs(result, out, image, text)
         return result
 
-    def _memory_maps(self, out: TransformerOutput, levels: list[int]) -> list[Tensor]:
-        """Encoder memory of the given levels as ``[B,C,h,w]`` maps (channels-last views, no copy)."""
-        maps = []
-        starts = [0]
-        for h, w in out.spatial_shapes:
-            starts.append(starts[-1] + h * w)
-        for level in levels:
-            h, w = out.spatial_shapes[level]
-            flat = out.memory[:, starts[level]:starts[level] + h * w]
-            maps.append(flat.view(flat.shape[0], h, w, -1).permute(0, 3, 1, 2))
-        return maps
-
     def _mask_outputs(self, result: GroundingOutputs, out: TransformerOutput, image: ImageFeatures,
                       text: TextFeatures) -> None:
-        from .mask_head import reference_to_pixels
-        maps = self._memory_maps(out, self._mask_levels)                   # strides 8, 16, 32
+        from .mask_head import memory_to_maps, reference_to_pixels
+        maps = memory_to_maps(out.memory, out.spatial_shapes, self._mask_levels)   # strides 8, 16, 32
         mask_feats, fused = self.mask_head.features(maps)
         nd = out.num_prefix
         if self.training:

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def inverse_sigmoid(x: Tensor, eps: float = 1e-3) -> Tensor:
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     """``log(x / (1 - x))`` with numerator and denominator floored at ``eps``.
 
-    The original Grounding DINO (and TAO) use ``eps=1e-3``; transformers clamps
-    with ``eps=1e-5``. The model carries ``eps`` as a setting so an imported HF
-    model keeps HF's value (the two formulas then differ by at most ``eps``).
+    ``eps=1e-5`` is TAO's value (its decoder refinement, query selection and denoising
+    queries) and transformers'; the original Grounding DINO release used 1e-3. The model
+    carries ``eps`` as a setting (``ref_eps``), so a model saved with another value keeps it.
     """
     x = x.clamp(min=0.0, max=1.0)
     return torch.log(x.clamp(min=eps) / (1.0 - x).clamp(min=eps))

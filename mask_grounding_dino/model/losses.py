@@ -70,11 +70,22 @@ def dice_loss(logits: Tensor, targets: Tensor, num_boxes: float) -> Tensor:
 def pool_fraction(masks: Tensor, size: tuple[int, int]) -> Tensor:
     """Fraction of set pixels of ``masks [B, 1, H, W]`` inside each cell of a ``size`` grid.
 
-    Returns ``[B, 1, h, w]`` in [0, 1]. When ``H, W`` are multiples of ``h, w``
-    (the union-mask case: padded input / 8) each cell is an exact block average,
-    as TAO's "CPP pooling"; otherwise cells are the adaptive-pooling bins.
+    Returns ``[B, 1, h, w]`` in [0, 1], TAO's target rule ("CPP pooling"): when ``H, W`` are
+    not multiples of ``h, w`` the mask is first resized (nearest) to ``h * (H // h)`` by
+    ``w * (W // w)``; then each cell is the mean of its ``H // h`` x ``W // w`` block. (Adaptive
+    pooling, whose bins overlap and vary in size, gives other targets, by up to ~0.01 on
+    real minimaps.) A grid finer than the mask (``H < h``) resizes to ``h`` exactly, one pixel
+    per cell (TAO's formula would ask for a zero-size image there).
     """
-    return F.adaptive_avg_pool2d(masks.float(), size)
+    height, width = masks.shape[-2:]
+    rows, cols = size
+    masks = masks.float()
+    if height % rows or width % cols:
+        target = (rows * max(1, height // rows), cols * max(1, width // cols))
+        masks = F.interpolate(masks, size=target, mode="nearest")
+        height, width = target
+    block = (height // rows, width // cols)
+    return F.avg_pool2d(masks, kernel_size=block, stride=block)
 
 
 def fg_bg_bce(logits: Tensor, fg_target: Tensor, valid: Tensor,
@@ -96,20 +107,20 @@ def fg_bg_bce(logits: Tensor, fg_target: Tensor, valid: Tensor,
 
 
 def find_grid(n: int, height: int, width: int) -> tuple[int, int]:
-    """Rows x columns (``rows * cols == n``) whose aspect ratio is closest to ``height : width``.
+    """Rows x columns (``rows * cols == n``) for the region queries' minimap, TAO's rule.
 
-    Closeness is measured on the log of the ratios (scale-free, so portrait and
-    landscape images are treated alike); ties keep fewer rows. Used to lay the
-    region queries' minimap over the image.
+    Rows run over the divisors of ``n`` up to ``isqrt(n)`` only, and the pair with the
+    smallest ``|height * cols - width * rows|`` wins (the first one on ties). So the grid
+    never has more rows than columns, even for a portrait image: that shapes the minimap
+    target, and fine-tuning must learn the same target as TAO's training.
     """
-    target = math.log(height / width)
     best, best_diff = (1, n), math.inf
-    for rows in range(1, n + 1):
-        if n % rows:
-            continue
-        diff = abs(math.log(rows / (n // rows)) - target)
-        if diff < best_diff - 1e-12:
-            best, best_diff = (rows, n // rows), diff
+    for rows in range(1, math.isqrt(n) + 1):
+        if n % rows == 0:
+            cols = n // rows
+            diff = abs(height * cols - width * rows)
+            if diff < best_diff:
+                best, best_diff = (rows, cols), diff
     return best
 
 

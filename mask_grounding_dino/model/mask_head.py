@@ -68,13 +68,22 @@ def grid_locations(h: int, w: int, stride: int, *, device=None, dtype=torch.floa
     return torch.stack([xs.repeat(h), ys.repeat_interleave(w)], dim=1)
 
 
-def memory_to_maps(memory: Tensor, spatial_shapes: Sequence[tuple[int, int]]) -> list[Tensor]:
-    """Flattened encoder memory ``[B, sum(Hi*Wi), C]`` -> one ``[B, C, Hi, Wi]`` map per level,
-    in the order of ``spatial_shapes`` (python ints, so the split is static for export)."""
-    sizes = [int(h) * int(w) for h, w in spatial_shapes]
-    parts = torch.split(memory[:, : sum(sizes)], sizes, dim=1)
-    return [p.transpose(1, 2).reshape(memory.shape[0], memory.shape[2], int(h), int(w))
-            for p, (h, w) in zip(parts, spatial_shapes)]
+def memory_to_maps(memory: Tensor, spatial_shapes: Sequence[tuple[int, int]],
+                   levels: Sequence[int] | None = None) -> list[Tensor]:
+    """Flattened encoder memory ``[B, sum(Hi*Wi), C]`` -> one ``[B, C, Hi, Wi]`` map per level.
+
+    ``levels``: which levels, in that order (default: all). ``spatial_shapes`` are python ints,
+    so the slicing is static for export. The maps are channels-last views of ``memory`` (no copy).
+    """
+    starts = [0]
+    for h, w in spatial_shapes:
+        starts.append(starts[-1] + int(h) * int(w))
+    maps = []
+    for level in range(len(spatial_shapes)) if levels is None else levels:
+        h, w = (int(s) for s in spatial_shapes[level])
+        flat = memory[:, starts[level]:starts[level] + h * w]
+        maps.append(flat.view(flat.shape[0], h, w, -1).permute(0, 3, 1, 2))
+    return maps
 
 
 def reference_to_pixels(reference: Tensor, image_sizes: Tensor) -> Tensor:

@@ -19,6 +19,12 @@ The sampling step ``ms_deform_attn`` has several backends (``model/kernels``):
   needed on other devices / dtypes. The environment variable ``MGDINO_MSDA_BACKEND``
   overrides ``auto`` outside exports.
 
+Deterministic mode (``deterministic=True``, the spec's ``model.precise_msda``): on GPUs the
+Triton kernel and ``grid_sample`` add value gradients with atomic adds, whose order varies
+from run to run; when gradients are needed ``auto`` then takes ``gather`` on every device,
+whose backward adds none (``embedding_bag`` in sum mode on GPUs, the hand-written CPU one), so
+repeated runs get identical gradients. The CPU backends are deterministic anyway.
+
 No backend needs a compiled extension, so nothing fails with "``_C`` is not
 defined": without Triton (or when its kernel cannot be compiled on this GPU)
 the pure PyTorch path runs, after one warning.
@@ -67,14 +73,17 @@ def export_backend(name: str):
         _export_choice = previous
 
 
-def resolve_backend(backend: str, value: Tensor, needs_grad: bool = False) -> str:
-    """The concrete backend ``ms_deform_attn`` will use for ``value`` (and gradients or not)."""
+def resolve_backend(backend: str, value: Tensor, needs_grad: bool = False, deterministic: bool = False) -> str:
+    """The concrete backend ``ms_deform_attn`` will use for ``value`` (and gradients or not);
+    ``deterministic``: no atomic gradient adds (see the module docstring)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown deformable-attention backend {backend!r}; "
                          f"choose one of {', '.join(BACKENDS)}")
     if exporting():
         return _export_choice if backend in ("auto", "triton") else backend
     if backend == "auto":
+        if deterministic and needs_grad:
+            return "gather"
         forced = os.environ.get(BACKEND_ENV, "").strip()
         if forced and forced != "auto":
             if forced not in BACKENDS:
@@ -94,7 +103,8 @@ def resolve_backend(backend: str, value: Tensor, needs_grad: bool = False) -> st
 
 def ms_deform_attn(value: Tensor, spatial_shapes: Tensor | Sequence[Sequence[int]],
                    sampling_locations: Tensor, attention_weights: Tensor,
-                   level_start_index: Tensor | None = None, backend: Backend = "auto") -> Tensor:
+                   level_start_index: Tensor | None = None, backend: Backend = "auto",
+                   deterministic: bool = False) -> Tensor:
     """Sample each level at the given locations and sum with the attention weights.
 
     Args:
@@ -104,6 +114,7 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor | Sequence[Sequence[int
         attention_weights: ``[B, Nq, H, L, P]``.
         level_start_index: ``[L]`` long; derived from ``spatial_shapes`` when omitted.
         backend: see the module docstring.
+        deterministic: identical gradients on every run (``model.precise_msda``; module docstring).
 
     Returns:
         ``[B, Nq, H * D]``. Bilinear interpolation with zeros outside the map
@@ -112,7 +123,7 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor | Sequence[Sequence[int
     global _triton_failed
     needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (value, sampling_locations, attention_weights))
-    chosen = resolve_backend(backend, value, needs_grad)
+    chosen = resolve_backend(backend, value, needs_grad, deterministic)
     if chosen == "triton":
         if not _triton.available():
             raise RuntimeError("backend 'triton' was requested but Triton is not installed")
@@ -163,10 +174,12 @@ class MultiScaleDeformableAttention(nn.Module):
         num_points: sampling points ``P`` per head and level.
         batch_first: ``True``: tensors are ``[B, N, C]``; ``False``: ``[N, B, C]``.
         backend: sampling backend (see the module docstring).
+        deterministic: identical gradients on every run (``model.precise_msda``; module docstring).
     """
 
     def __init__(self, embed_dim: int = 256, num_levels: int = 4, num_heads: int = 8,
-                 num_points: int = 4, batch_first: bool = True, backend: Backend = "auto"):
+                 num_points: int = 4, batch_first: bool = True, backend: Backend = "auto",
+                 deterministic: bool = False):
         super().__init__()
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
@@ -178,6 +191,7 @@ class MultiScaleDeformableAttention(nn.Module):
         self.num_points = num_points
         self.batch_first = batch_first
         self.backend = backend
+        self.deterministic = deterministic
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dim, embed_dim)
@@ -261,10 +275,11 @@ class MultiScaleDeformableAttention(nn.Module):
         locations = torch.addcmul(centre, offsets, scale)
 
         out = ms_deform_attn(value, spatial_shapes, locations, weights, level_start_index,
-                             backend=self.backend)
+                             backend=self.backend, deterministic=self.deterministic)
         out = self.output_proj(out)
         return out if self.batch_first else out.transpose(0, 1)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_levels={self.num_levels}, "
-                f"num_heads={self.num_heads}, num_points={self.num_points}, backend={self.backend!r}")
+                f"num_heads={self.num_heads}, num_points={self.num_points}, backend={self.backend!r}"
+                + (", deterministic=True" if self.deterministic else ""))

@@ -38,8 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms, nms as box_nms
 
-from ..data.captions import join_phrases
-from ..data.positive_map import locate_phrases, spans_to_token_map
+from ..text.spans import join_phrases, locate_phrases, spans_to_token_map
 from ..errors import SpecError
 from .outputs import GroundingOutputs
 from .results import Detections

@@ -1,26 +1,31 @@
 """The BERT-family text encoder (the model's ``bert`` module), offline first.
 
-``model.text_encoder_type`` resolves as in ``text/tokenizer.py``: a local folder or
-the bundled MiniLM load their weights; a hub id loads from the cache (or the hub
-when online). ``bert-base-uncased`` requested offline and not cached is built
-from ``BertConfig()`` (whose defaults *are* bert-base-uncased) with random
-weights, and one notice says so: a full Grounding DINO checkpoint then provides
-the weights. The pooler exists (official checkpoints carry it) but is frozen and unused.
+``model.text_encoder_type`` resolves as in ``text/tokenizer.py``: a local folder or the
+bundled MiniLM load their weights; a hub id loads from the Hugging Face cache (or the hub
+when online). Pretrained weights that cannot be had are refused with one line saying how
+to fix it (:data:`NO_WEIGHTS_FIX`): a randomly initialised text encoder trains to nothing
+useful, and nobody should find that out after the run.
+
+When the weights come from a checkpoint instead (evaluation, inference and export of a
+trained model; training that resumes or starts from ``train.pretrained_model_path``) only
+the architecture is built (``load_weights=False``), which needs no download for the uncased
+BERT ids; :func:`complete_text_weights` then fetches pretrained weights for whatever text
+tensors that checkpoint did not provide, or refuses. The pooler exists (official
+checkpoints carry it) but is frozen and unused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import os
+import pickle
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..errors import CheckpointError, UserError
 from ..text.tokenizer import resolve_text_encoder
-
-log = logging.getLogger(__name__)
-_NOTICES: set[str] = set()
+from .checkpoint.io import load_failure
 
 #: Architectures of the uncased BERT ids we can build offline without a download.
 _OFFLINE_BERT = {
@@ -30,12 +35,9 @@ _OFFLINE_BERT = {
     "google-bert/bert-large-uncased": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                            intermediate_size=4096),
 }
-
-
-def _notice_once(message: str) -> None:
-    if message not in _NOTICES:
-        _NOTICES.add(message)
-        log.warning(message)
+#: The ways to get text-encoder weights without a download.
+NO_WEIGHTS_FIX = ("use a local folder saved with save_pretrained, 'minilm' (the bundled all-MiniLM-L6-v2), or a "
+                  "full checkpoint that carries the text encoder (train.pretrained_model_path)")
 
 
 @contextlib.contextmanager
@@ -59,6 +61,11 @@ def _from_config(config) -> nn.Module:
         return AutoModel.from_config(config)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0][:160]}" if text else exc.__class__.__name__
+
+
 def build_text_encoder(text_encoder_type: str, *, config: dict | None = None, load_weights: bool = True) -> nn.Module:
     """The transformers model for ``text_encoder_type``.
 
@@ -66,7 +73,11 @@ def build_text_encoder(text_encoder_type: str, *, config: dict | None = None, lo
         text_encoder_type: hub id, local folder or ``minilm``.
         config: a saved ``config.to_dict()``: build that architecture with random
             weights (checkpoints store it so they reload offline); overrides the type.
-        load_weights: False builds the architecture only (a full checkpoint follows).
+        load_weights: False builds the architecture only (a checkpoint provides the weights).
+
+    Raises:
+        UserError: the pretrained weights (or, with ``load_weights=False``, the architecture)
+            cannot be loaded, e.g. a hub id offline and not cached; one line with the fix.
     """
     from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
@@ -87,19 +98,67 @@ def build_text_encoder(text_encoder_type: str, *, config: dict | None = None, lo
                         model = AutoModel.from_pretrained(source.path)
             else:
                 model = _from_config(AutoConfig.from_pretrained(source.path))
-        except (OSError, ValueError) as exc:
-            if source.local or text_encoder_type.lower() not in _OFFLINE_BERT:
-                raise UserError(f"model.text_encoder_type '{text_encoder_type}': cannot load the text encoder "
-                                f"({exc.__class__.__name__}). Offline, use a local folder saved with "
-                                "save_pretrained, 'minilm' (bundled) or bert-base-uncased.") from exc
-            model = BertModel(BertConfig(**_OFFLINE_BERT[text_encoder_type.lower()]), add_pooling_layer=True)
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:
+            name = f"model.text_encoder_type '{text_encoder_type}'"
+            if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc):
+                raise _unsafe_weights(name, source.path, exc) from exc
+            if source.local:
+                raise UserError(f"{name}: cannot load the text encoder from this folder ({_first_line(exc)}); "
+                                "it must hold a model saved with save_pretrained") from exc
             if load_weights:
-                _notice_once(f"text encoder '{text_encoder_type}' is not available offline: built it with random "
-                             "weights (a full model checkpoint provides them)")
+                raise UserError(f"{name}: its pretrained weights are not in the Hugging Face cache and cannot be "
+                                "downloaded (offline, or no such model on the hub), and training from a randomly "
+                                f"initialised text encoder learns nothing useful; {NO_WEIGHTS_FIX}") from exc
+            raise UserError(f"{name}: cannot load its configuration offline ({_first_line(exc)}); use a local "
+                            "folder saved with save_pretrained, 'minilm' (bundled) or an uncased BERT id "
+                            f"({', '.join(sorted(_OFFLINE_BERT))})") from exc
     pooler = getattr(model, "pooler", None)
     if pooler is not None:
         pooler.requires_grad_(False)
     return model
+
+
+def _unsafe_weights(name: str, folder: str, exc: BaseException) -> CheckpointError:
+    """One line for a text encoder whose ``pytorch_model.bin`` the safe unpickler refused: what
+    it holds and how to re-save it (never torch's advice to load it unsafely)."""
+    weights = os.path.join(folder, "pytorch_model.bin")
+    error = load_failure(weights if os.path.isfile(weights) else folder, exc, placeholders=False,
+                         hint="re-save the text encoder with save_pretrained where it was made (it writes "
+                              "model.safetensors) and use that folder")
+    return CheckpointError(f"{name}: {error.problems[0]}")
+
+
+def missing_text_weights(summary) -> list[str]:
+    """Our ``bert.*`` keys a checkpoint load (a ``LoadSummary``) left at their initial values
+    (absent from the checkpoint, or of another shape there)."""
+    keys = list(summary.missing) + [key for key, _, _ in summary.mismatched]
+    return [k for k in keys if k.startswith("bert.")]
+
+
+def complete_text_weights(model: nn.Module, summary, text_encoder_type: str) -> int:
+    """After loading a checkpoint into a model built with ``load_text_weights=False``: load
+    pretrained weights for the text tensors the checkpoint did not provide (none when it
+    carries the whole text encoder: nothing is downloaded). Returns how many were filled.
+
+    Raises:
+        UserError: some are missing and the pretrained weights cannot be loaded (one line naming
+            the checkpoint and the fix).
+    """
+    missing = missing_text_weights(summary)
+    if not missing:
+        return 0
+    try:
+        pretrained = build_text_encoder(text_encoder_type, load_weights=True).state_dict()
+    except UserError as exc:
+        raise UserError(f"{summary.source} does not carry the text encoder ({len(missing)} bert.* tensors missing "
+                        f"or of another shape) and {exc.problems[0]}") from exc
+    ours = model.bert.state_dict()
+    with torch.no_grad():
+        for key in missing:
+            name = key[len("bert."):]
+            if name in pretrained and name in ours and pretrained[name].shape == ours[name].shape:
+                ours[name].copy_(pretrained[name])
+    return len(missing)
 
 
 def text_config_dict(text_encoder: nn.Module) -> dict:

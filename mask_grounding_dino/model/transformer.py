@@ -73,7 +73,7 @@ class Transformer(nn.Module):
                  num_feature_levels: int = 4, enc_n_points: int = 4, dec_n_points: int = 4,
                  two_stage_type: str = "standard", embed_init_tgt: bool = True, text_dropout: float = 0.0,
                  fusion_dropout: float = 0.0, fusion_droppath: float = 0.1, activation_checkpoint: bool = False,
-                 ref_eps: float = 1e-3):
+                 ref_eps: float = 1e-5):
         super().__init__()
         self.d_model, self.num_queries, self.two_stage_type = d_model, num_queries, two_stage_type
         self.embed_init_tgt = embed_init_tgt
@@ -121,9 +121,11 @@ class Transformer(nn.Module):
         valid_ratios = torch.stack([valid_ratio(m) for m in masks], 1).to(src_flat.dtype)      # [B,L,2]
         text_pad = ~text.token_mask
 
-        memory, memory_text = self.encoder(src_flat, pos_flat, spatial_shapes, spatial_shapes_list,
-                                           level_start_index, valid_ratios, mask_flat, text.encoded, text_pad,
-                                           text.self_attention_masks, text.position_ids)
+        memory, memory_text = self.encoder(
+            src_flat, pos_flat, spatial_shapes=spatial_shapes, spatial_shapes_list=spatial_shapes_list,
+            level_start_index=level_start_index, valid_ratios=valid_ratios, pad_mask=mask_flat, text=text.encoded,
+            text_pad_mask=text_pad, text_self_attention_masks=text.self_attention_masks,
+            position_ids=text.position_ids)
 
         enc_queries = enc_boxes = None
         if self.two_stage_type == "standard":
@@ -146,8 +148,10 @@ class Transformer(nn.Module):
             tgt = torch.cat([prefix.tgt, tgt], 1)
             refpoints = torch.cat([prefix.refpoints_unsig, refpoints], 1)
             attn_mask = prefix.attn_mask[None].expand(batch, -1, -1)
-        dec = self.decoder(tgt, memory, mask_flat, refpoints, spatial_shapes, level_start_index, valid_ratios,
-                           memory_text, text_pad, attn_mask)
+        dec = self.decoder(tgt, memory, memory_pad_mask=mask_flat, refpoints_unsigmoid=refpoints,
+                           spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+                           valid_ratios=valid_ratios, memory_text=memory_text, text_pad_mask=text_pad,
+                           self_attn_mask=attn_mask)
         return TransformerOutput(hidden=dec.hidden, references=dec.references, enc_queries=enc_queries,
                                  enc_boxes=enc_boxes, memory=memory, memory_text=memory_text,
                                  spatial_shapes=spatial_shapes_list, level_start_index=level_start_index,

@@ -8,7 +8,6 @@ SIGKILL in the middle leaves at most a stray ``.tmp`` file, never a corrupt targ
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -58,9 +57,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a truncated checkpoint behind."""
+    """``torch.save`` that never leaves a truncated checkpoint behind (streamed to the
+    temporary file: no second copy of the checkpoint in memory)."""
     import torch
 
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)

@@ -103,6 +103,51 @@ def test_a_grounding_dino_checkpoint_initialises_the_mask_model(train_assets, tm
     assert any(not torch.equal(initial[k], donor[k]) for k in fresh)
 
 
+def test_a_warm_start_without_the_text_encoder_takes_it_from_text_encoder_type(train_assets, tmp_path):
+    """The model is built without text weights when a checkpoint follows; a checkpoint without
+    ``bert.*`` then gets the pretrained weights of model.text_encoder_type (here a local folder),
+    never a random text encoder."""
+    from transformers import AutoModel
+
+    data, text_encoder = train_assets
+    donor = _donor_state(data, text_encoder, tmp_path)
+    torch.save({k: v for k, v in donor.items() if not k.startswith("bert.")}, tmp_path / "detector_only.pth")
+    initial = _warm_start(data, text_encoder, tmp_path, tmp_path / "detector_only.pth")
+    pretrained = AutoModel.from_pretrained(text_encoder).state_dict()
+    text_keys = [k for k in initial if k.startswith("bert.") and not k.startswith("bert.pooler.")]
+    assert text_keys and all(torch.equal(initial[k], pretrained[k[len("bert."):]]) for k in text_keys)
+
+
+def test_training_leaves_the_process_settings_as_they_were(train_assets, tmp_path):
+    """Flushing subnormals and muting Lightning's noise hold for the training only: afterwards the
+    caller's denormal setting, warning filters and Lightning's logger are as they were."""
+    import logging
+    import warnings
+
+    from lightning.pytorch.callbacks import Callback
+
+    from mask_grounding_dino.utils.cpu import denormals_flushed
+
+    class FlushSeen(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, *args):
+            self.seen.append(denormals_flushed())
+
+    data, text_encoder = train_assets
+    torch.set_flush_denormal(False)
+    filters = list(warnings.filters)
+    lightning_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger_filters = list(lightning_logger.filters)
+    spec = tiny_spec(data, text_encoder, tmp_path / "results", {**NO_VAL, "train.is_dry_run": True})
+    recorder = FlushSeen()
+    train_in_process(spec, tmp_path / "spec.yaml", callbacks=[recorder])
+    assert recorder.seen == [True]          # one dry-run step, with subnormals flushed (utils/cpu.py)
+    assert not denormals_flushed()
+    assert list(warnings.filters) == filters and lightning_logger.filters == logger_filters
+
+
 def test_a_missing_pretrained_model_is_a_user_error(train_assets, tmp_path, capsys):
     data, text_encoder = train_assets
     spec = write_spec(tmp_path / "spec.yaml", tiny_spec(data, text_encoder, tmp_path / "results",
@@ -127,8 +172,7 @@ def _bad_run(train_assets, tmp_path, capsys, *, overrides=None, mutate=None) -> 
     assert main(["train", "-e", spec]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
-    assert not (results / "status.json").exists(), "training must not have started"
-    assert not list(results.glob("*.pth"))
+    assert not results.exists(), "nothing may be written before the data is known to be good"
     return err[0]
 
 
@@ -196,5 +240,5 @@ def test_a_missing_image_file_stops_the_run_with_one_line(train_assets, tmp_path
     assert main(["train", "-e", spec]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and missing.name in errors[0] and "not found" in errors[0]
-    last = json.loads((results / "status.json").read_text().splitlines()[-1])
+    last = json.loads((results / "train" / "status.json").read_text().splitlines()[-1])
     assert last["status"] == "FAILURE" and missing.name in last["message"]

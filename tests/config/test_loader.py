@@ -4,6 +4,7 @@ import pytest
 
 from mask_grounding_dino.config import dump_spec, load_spec, save_spec, spec_to_dict
 from mask_grounding_dino.config.overrides import parse_override
+from mask_grounding_dino.errors import SpecError
 
 
 def write(tmp_path, text, name="spec.yaml"):
@@ -121,3 +122,36 @@ def test_dump_round_trip(tmp_path):
     save_spec(cfg, tmp_path / "saved.yaml")
     assert load_spec(tmp_path / "saved.yaml") == cfg
     assert spec_to_dict(cfg)["quantize"]["layers"][0]["weights"]["dtype"] == "fp8_e4m3fn"
+
+
+CAPTIONS = "dataset.infer_data_sources.captions"
+
+
+@pytest.mark.parametrize("written", ["[red circle, blue square]", "red circle . blue square",
+                                     "red circle, blue square", "'red circle . blue square .'"])
+def test_captions_in_every_typed_form_from_a_file_and_the_command_line(tmp_path, written):
+    spec = write(tmp_path, f"dataset:\n  infer_data_sources:\n    captions: {written}\n")
+    from_file = load_spec(spec).dataset.infer_data_sources.captions
+    from_override = load_spec(overrides=[f"{CAPTIONS}={written}"]).dataset.infer_data_sources.captions
+    assert from_file == from_override == ["red circle", "blue square"]
+
+
+def test_a_bad_caption_value_is_one_line_with_the_forms_and_where_it_was_written(tmp_path):
+    spec = write(tmp_path, "dataset:\n  infer_data_sources:\n    captions: {red: 1}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    (line,) = info.value.problems
+    assert line.startswith(f"{spec}:3: {CAPTIONS}: expected a class list such as [red circle, blue square], "
+                           "'red circle . blue square' or 'red circle, blue square', got {'red': 1}")
+    assert line.endswith(f"put quotes around a value with spaces: {CAPTIONS}='red circle . blue square'")
+
+
+def test_a_value_the_shell_split_at_its_spaces_gets_one_line_with_the_quoted_form():
+    with pytest.raises(SpecError) as info:
+        load_spec(overrides=[f"{CAPTIONS}=red", "circle", ".", "blue", "square", "train.num_epochs=3"])
+    assert info.value.problems == [
+        f"override '{CAPTIONS}=red' is followed by 'circle . blue square', which is not key=value: the shell "
+        f"splits a value at its spaces; put quotes around it: {CAPTIONS}='red circle . blue square'"]
+    with pytest.raises(SpecError) as info:   # a word with no override before it: the plain message
+        load_spec(overrides=["circle"])
+    assert info.value.problems == ["override 'circle': expected key=value, e.g. train.num_epochs=3"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import pathlib
-import uuid
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# Helpers of this folder, importable by name (the suite runs with --import-mode=importlib).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from moto_s3 import moto_s3, new_bucket  # noqa: E402
 
 
 def _write_png(path, width: int = 24, height: int = 16, seed: int = 0) -> np.ndarray:
@@ -28,40 +31,12 @@ def write_png():
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 (random port) with s3fs pointed at it through
-    ``AWS_ENDPOINT_URL`` - the same variable a user sets for MinIO or another endpoint.
-    Dummy credentials only; the previous environment is restored afterwards."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": "testing"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()  # a cached client would keep an older endpoint
-    try:
+    """A moto S3 server on 127.0.0.1 (random port), s3fs pointed at it (see ``moto_s3.py``)."""
+    with moto_s3() as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        s3fs.S3FileSystem.clear_instance_cache()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture
 def s3_bucket(s3_endpoint):
     """A fresh bucket name (3+ characters, created without a LocationConstraint)."""
-    import s3fs
-
-    name = f"mgd-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem().mkdir(name)
-    return name
+    return new_bucket()

@@ -6,7 +6,8 @@ import pytest
 
 from mask_grounding_dino.data.captions import (build_eval_caption, build_expression_caption,
                                                build_grounding_caption, build_od_caption, clean_expression,
-                                               find_phrase, join_phrases, remap_span, swap_left_right)
+                                               remap_span, swap_left_right)
+from mask_grounding_dino.text.spans import find_phrase, join_phrases
 
 LABELS = {i: name for i, name in enumerate(
     ["person", "cat", "bobcat", "tv remote", "dog", "car", "bus", "cup", "fork", "kite"])}

@@ -34,7 +34,8 @@ def test_parse_captions(tmp_path):
     assert parse_captions([str(label_map)]) == ["cat", "dog"]
     with pytest.raises(DataError, match="file not found"):
         parse_captions(str(tmp_path / "missing.txt"))
-    with pytest.raises(DataError, match=r"captions\[1\] must be a class name"):
-        parse_captions(["a", 3])
-    with pytest.raises(DataError, match="no class names"):
+    assert parse_captions("cat, dog") == ["cat", "dog"]
+    with pytest.raises(DataError, match=r"^captions: expected a class list .* got the item \{'b': 1\}"):
+        parse_captions(["a", {"b": 1}])
+    with pytest.raises(DataError, match="^captions: no class name"):
         parse_captions(" . ")

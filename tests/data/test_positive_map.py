@@ -5,10 +5,9 @@ import random
 import pytest
 import torch
 
-from mask_grounding_dino.data.captions import (CaptionSample, build_expression_caption, build_od_caption,
-                                               join_phrases)
-from mask_grounding_dino.data.positive_map import (build_token_maps, locate_phrases, normalise_rows,
-                                                   spans_to_token_map)
+from mask_grounding_dino.data.captions import CaptionSample, build_expression_caption, build_od_caption
+from mask_grounding_dino.data.positive_map import build_token_maps, normalise_rows
+from mask_grounding_dino.text.spans import join_phrases, locate_phrases, spans_to_token_map
 from mask_grounding_dino.text import TextProcessor
 
 

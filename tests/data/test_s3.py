@@ -21,7 +21,7 @@ from mask_grounding_dino.data.label_map import read_label_map
 from mask_grounding_dino.data.odvg import read_odvg
 from mask_grounding_dino.data.sources import RemoteSource, open_image_source
 from mask_grounding_dino.data.sources import archive as archive_mod
-from mask_grounding_dino.errors import DataError
+from mask_grounding_dino.errors import DataError, UserError
 
 
 def _png_bytes(path, write_png, seed):
@@ -102,3 +102,101 @@ def test_messages_never_show_credentials():
     shown = fileio.redact(url)
     assert "topsecret" not in shown and "deadbeef" not in shown and "AKIAEXAMPLE" not in shown
     assert shown == "s3://bucket/x/images.tar.gz"
+
+
+# -- what readers that need a local file use: fetched once into the cache --------------------------
+def test_local_copy_fetches_once_and_again_when_the_object_changes(s3_bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("MASK_GROUNDING_DINO_CACHE", str(tmp_path / "cache"))
+    fs = s3fs.S3FileSystem()
+    url = f"s3://{s3_bucket}/models/model.pth"
+    fs.pipe(url, b"first")
+    downloads = []
+    real = fileio._download
+    monkeypatch.setattr(fileio, "_download", lambda *a, **k: downloads.append(a[0]) or real(*a, **k))
+
+    first = fileio.local_copy(url)
+    assert open(first, "rb").read() == b"first" and first.startswith(str(tmp_path / "cache" / "remote"))
+    assert fileio.local_copy(url) == first and len(downloads) == 1          # the second read: no download
+    fs.pipe(url, b"second version")                                          # new ETag and size
+    second = fileio.local_copy(url)
+    assert second != first and open(second, "rb").read() == b"second version" and len(downloads) == 2
+    assert sorted(p.name for p in (tmp_path / "cache" / "remote").rglob("*") if p.is_file()
+                  and not p.name.endswith(".lock")) == ["model.pth", "model.pth"]   # no partial file left
+
+    local = tmp_path / "here.bin"
+    local.write_bytes(b"x")
+    assert fileio.local_copy(str(local)) == str(local)                       # local paths stay as they are
+    with pytest.raises(DataError, match=r"^evaluate.checkpoint: .*nothere.pth: file not found$"):
+        fileio.local_copy(str(tmp_path / "nothere.pth"), key="evaluate.checkpoint")
+
+
+def test_local_copy_of_a_folder(s3_bucket, tmp_path, monkeypatch):
+    """A Hugging Face checkpoint folder on S3 (config.json + weights) arrives as one local folder."""
+    monkeypatch.setenv("MASK_GROUNDING_DINO_CACHE", str(tmp_path / "cache"))
+    fs = s3fs.S3FileSystem()
+    fs.pipe(f"{s3_bucket}/hf/gdino/config.json", b"{}")
+    fs.pipe(f"{s3_bucket}/hf/gdino/sub/model.safetensors", b"w")
+    url = f"s3://{s3_bucket}/hf/gdino"
+    assert fileio.isdir(url) and not fileio.isfile(url) and fileio.isfile(url + "/config.json")
+    assert fileio.list_files(url) == ["config.json", "sub/model.safetensors"]
+    folder = fileio.local_copy(url)
+    assert fileio.list_files(folder) == ["config.json", "sub/model.safetensors"]
+    assert fileio.local_copy(url) == folder
+    fs.pipe(f"{s3_bucket}/hf/gdino/config.json", b'{"changed": 1}')        # any file changed: fetched again
+    assert fileio.local_copy(url) != folder
+
+
+def test_checkpoints_from_s3(s3_bucket, tmp_path, monkeypatch):
+    """train.pretrained_model_path, model.pretrained_backbone_path and the actions' checkpoints are
+    read by read_checkpoint / load_backbone_weights, which take URLs."""
+    import torch
+
+    from mask_grounding_dino.model.checkpoint import read_checkpoint
+    from mask_grounding_dino.model.checkpoint.backbone import load_backbone_weights
+
+    monkeypatch.setenv("MASK_GROUNDING_DINO_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    donor = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    # The original release's layout: {"model": state dict}, backbone under backbone.0.body.
+    torch.save({"model": {f"backbone.0.body.{k}": v for k, v in donor.state_dict().items()}}, tmp_path / "m.pth")
+    url = f"s3://{s3_bucket}/models/m.pth"
+    s3fs.S3FileSystem().put_file(str(tmp_path / "m.pth"), url)
+
+    raw = read_checkpoint(url)
+    assert raw.path == url and raw.format == "official"
+    local = read_checkpoint(tmp_path / "m.pth")
+    assert raw.state.keys() == local.state.keys()
+    assert all(torch.equal(raw.state[k], local.state[k]) for k in local.state)
+
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    assert load_backbone_weights(body, url).loaded == 2
+    assert all(torch.equal(v, donor.state_dict()[k]) for k, v in body.state_dict().items())
+    with pytest.raises(UserError, match=rf"checkpoint 's3://{s3_bucket}/models/none.pth' does not exist"):
+        read_checkpoint(f"s3://{s3_bucket}/models/none.pth")
+    with pytest.raises(UserError, match=rf"model.pretrained_backbone_path: file 's3://{s3_bucket}/none.pth' does not"):
+        load_backbone_weights(body, f"s3://{s3_bucket}/none.pth")
+
+
+# -- one line for what a user gets wrong -----------------------------------------------------------
+def test_missing_bucket_and_object_name_the_key(s3_endpoint):
+    with pytest.raises(DataError) as info, fileio.spec_keys({"s3://no-such-bucket/a.json": "dataset.x.json_file"}):
+        fileio.read_json("s3://no-such-bucket/a.json")
+    assert str(info.value) == ("dataset.x.json_file: s3://no-such-bucket/a.json: the bucket 'no-such-bucket' does "
+                               "not exist (or is not visible with these credentials)")
+    assert not fileio.exists("s3://no-such-bucket/a.json")
+
+
+def test_no_credentials(s3_bucket, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    url = f"s3://{s3_bucket}/a.json"
+    try:
+        for call in (fileio.exists, fileio.isfile, fileio.isdir, fileio.list_files, fileio.identity,
+                     fileio.local_copy, fileio.read_json):
+            with pytest.raises(DataError, match=rf"^s3://{s3_bucket}/a.json: no credentials for this storage"):
+                call(url)
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()

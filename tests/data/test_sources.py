@@ -170,5 +170,5 @@ def test_corrupt_archive_and_unwritable_cache(tmp_path):
     (tmp_path / "blocker").write_text("a file where the cache folder should be")
     with pytest.raises(DataError, match="cannot create the archive cache"):
         open_image_source(str(bad), cache_dir=str(tmp_path / "blocker"))
-    with pytest.raises(DataError, match="image archive .* not found"):
+    with pytest.raises(DataError, match="image archive: .* file not found"):
         open_image_source(str(tmp_path / "missing.tar.gz"), cache_dir=str(tmp_path / "cache"))

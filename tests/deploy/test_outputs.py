@@ -65,3 +65,16 @@ def test_nvdsinfer_config_for_a_fixed_batch(tmp_path):
     assert prop["offsets"] == "127.500;127.500;127.500" and prop["net-scale-factor"] == pytest.approx(1 / 127.5)
     path = write_nvdsinfer_config(tmp_path / "m.onnx", input_size=(544, 960), output_names=["pred_logits"])
     assert path.name == "nvdsinfer_config.yaml" and yaml.safe_load(path.read_text())["property"]["batch-size"] == 1
+
+
+def test_small_pictures_are_drawn_upscaled_while_labels_and_results_keep_original_pixels(tmp_path):
+    from PIL import Image
+
+    writer = InferenceWriter(tmp_path, categories=["thing"])
+    writer.add(np.zeros((20, 30, 3), np.uint8), "img.png", _detections(1))
+    paths = writer.close()
+    assert Image.open(tmp_path / "images_annotated" / "img.png").size == (512, 341)   # 30 x 20 -> long side 512
+    assert (tmp_path / "labels" / "img.txt").read_text().split()[4:8] == ["4.00", "5.00", "12.00", "10.00"]
+    (result,) = json.load(open(paths["results"]))
+    assert result["bbox"] == [4.0, 5.0, 8.0, 5.0] and mask_utils.area(result["segmentation"]) == 5 * 8
+    assert json.load(open(paths["index"]))["images"][0] == {"id": 0, "file_name": "img.png", "height": 20, "width": 30}

@@ -36,7 +36,8 @@ def assets(tmp_path_factory) -> Assets:
 
 @pytest.fixture(scope="session")
 def reference_run(assets, tmp_path_factory) -> pathlib.Path:
-    """results_dir of the reference run (REFERENCE); its RunRecorder record is in ``../record``."""
+    """Training folder (``results/train``) of the reference run (REFERENCE); its RunRecorder record is in
+    ``../../record``."""
     root = tmp_path_factory.mktemp("reference")
     return train_in_process(tiny_spec(assets.data, assets.text_encoder, root / "results", REFERENCE),
                             root / "spec.yaml", callbacks=[RunRecorder(root / "record")])

@@ -62,7 +62,8 @@ def make_dataset(folder: str | os.PathLike, num_train: int = 16, num_val: int = 
 
 def tiny_spec(data_dir: str | os.PathLike, text_encoder: str, results_dir: str | os.PathLike,
               overrides: dict | None = None) -> dict:
-    """A complete training spec for the tiny model on ``make_dataset`` data.
+    """A complete training spec for the tiny model on ``make_dataset`` data; training writes to
+    ``<results_dir>/train`` (see ``train_folder``).
 
     ``overrides``: dotted keys (``{"train.num_epochs": 1}``) applied on top.
     """
@@ -236,9 +237,16 @@ def write_train_script(path: str | os.PathLike) -> str:
     return str(path)
 
 
+def train_folder(spec: dict) -> pathlib.Path:
+    """Where training writes: ``train.results_dir``, else ``<results_dir>/train`` (TAO's rule)."""
+    own = spec.get("train", {}).get("results_dir")
+    return pathlib.Path(own) if own else pathlib.Path(spec["results_dir"]) / "train"
+
+
 def train_in_process(spec: dict, spec_path: str | os.PathLike, *, callbacks: list | None = None,
                      max_steps: int = -1) -> pathlib.Path:
-    """Write ``spec`` to ``spec_path`` and run the train action in this process; returns results_dir."""
+    """Write ``spec`` to ``spec_path`` and run the train action in this process; returns the
+    training folder (``train_folder(spec)``)."""
     from mask_grounding_dino.actions import train
     from mask_grounding_dino.config import load_spec
 
@@ -250,7 +258,7 @@ def train_in_process(spec: dict, spec_path: str | os.PathLike, *, callbacks: lis
     finally:
         torch.set_num_threads(threads)
     assert code == 0
-    return pathlib.Path(spec["results_dir"])
+    return train_folder(spec)
 
 
 def checkpoint_files(results_dir: str | os.PathLike) -> list[str]:

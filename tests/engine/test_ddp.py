@@ -17,8 +17,8 @@ from mask_grounding_dino.engine.checkpoints import LATEST_NAME
 
 @pytest.mark.slow
 def test_two_cpu_processes_share_the_data_and_agree_on_the_weights(assets, tmp_path):
-    results = tmp_path / "results"
-    spec = write_spec(tmp_path / "spec.yaml", assets.spec(results, {"train.num_gpus": 2,
+    results = tmp_path / "results" / "train"
+    spec = write_spec(tmp_path / "spec.yaml", assets.spec(tmp_path / "results", {"train.num_gpus": 2,
                                                                     "train.checkpoint_interval_unit": "step"}))
     script = write_train_script(tmp_path / "train_script.py")
     proc = subprocess.run([sys.executable, script, spec, str(tmp_path / "ranks")], env=cli_env(), capture_output=True,

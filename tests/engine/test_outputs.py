@@ -19,7 +19,9 @@ def test_status_file_is_json_lines_from_started_to_success(reference_run):
     for record in records:
         assert {"date", "time", "status", "verbosity", "message"} <= record.keys()
     running = records[1:3]
-    assert [(r["epoch"], r["global_step"], r["max_epoch"]) for r in running] == [(0, 4, 2), (1, 8, 2)]
+    # TAO's fields: 0-based epoch index, max_epoch = the last index; messages count from 1
+    assert [(r["epoch"], r["global_step"], r["max_epoch"]) for r in running] == [(0, 4, 1), (1, 8, 1)]
+    assert [r["message"] for r in running] == ["Epoch 1/2 finished", "Epoch 2/2 finished"]
     assert "[bbox] val_mAP@50" in running[0]["kpi"] and "[segm] val_mAP@50" in running[0]["kpi"]
     assert math.isfinite(running[0]["graphical"]["train_loss"])
     assert running[0]["time_per_epoch"] >= 0 and running[1]["eta"] == 0
@@ -70,5 +72,7 @@ def test_csv_and_tensorboard_logs(reference_run):
 
 def test_the_spec_as_run_is_saved(reference_run):
     spec = load_spec(str(reference_run / "train_spec.yaml"))
-    assert spec.train.results_dir == str(reference_run) and spec.results_dir == str(reference_run)
+    # TAO's layout: training writes to <results_dir>/train, and the spec as run says so
+    assert reference_run.name == "train"
+    assert spec.train.results_dir == str(reference_run) and spec.results_dir == str(reference_run.parent)
     assert (spec.model.hidden_dim, spec.train.checkpoint_interval_unit, spec.train.optim.lr_steps) == (32, "step", [1])

@@ -36,10 +36,9 @@ def _checkpoint(results_dir, step: int) -> str:
 def test_resume_from_a_checkpoint_repeats_the_uninterrupted_run(assets, reference_run, tmp_path, step):
     """Resuming (in this process) from step 2, 4 (end of epoch 0: validation and the LR decay
     follow) and 6 (mid epoch 1, after a validation) gives every later checkpoint bit for bit."""
-    results = tmp_path / "results"
-    spec = assets.spec(results, {**REFERENCE,
-                                 "train.resume_training_checkpoint_path": _checkpoint(reference_run, step)})
-    train_in_process(spec, tmp_path / "spec.yaml")
+    spec = assets.spec(tmp_path / "results", {**REFERENCE,
+                                               "train.resume_training_checkpoint_path": _checkpoint(reference_run, step)})
+    results = train_in_process(spec, tmp_path / "spec.yaml")
     later = [n for n in checkpoint_files(reference_run) if int(n[-9:-4]) > step]
     assert checkpoint_files(results) == later  # nothing replayed, nothing skipped
     for name in later:
@@ -51,26 +50,29 @@ def test_resume_from_a_checkpoint_repeats_the_uninterrupted_run(assets, referenc
 def test_more_epochs_continue_from_an_end_of_epoch_checkpoint(assets, reference_run, tmp_path):
     """TAO's default: checkpoints at epoch ends. Train 1 epoch, then rerun the same results_dir
     with num_epochs 2: it resumes automatically and ends where the 2-epoch reference run ended."""
-    results = tmp_path / "results"
     epochs = {**REFERENCE, "train.checkpoint_interval_unit": "epoch"}
-    train_in_process(assets.spec(results, {**epochs, "train.num_epochs": 1}), tmp_path / "one.yaml")
+    results = train_in_process(assets.spec(tmp_path / "results", {**epochs, "train.num_epochs": 1}),
+                               tmp_path / "one.yaml")
     assert checkpoint_files(results) == ["model_epoch_000_step_00004.pth"]
-    train_in_process(assets.spec(results, {**epochs, "train.num_epochs": 2}), tmp_path / "two.yaml")
+    train_in_process(assets.spec(tmp_path / "results", {**epochs, "train.num_epochs": 2}), tmp_path / "two.yaml")
     assert checkpoint_files(results) == ["model_epoch_000_step_00004.pth", "model_epoch_001_step_00008.pth"]
     assert_same_weights(model_weights(results / LATEST_NAME), model_weights(reference_run / LATEST_NAME))
 
 
 def test_rerunning_a_finished_run_changes_nothing(assets, reference_run, tmp_path, capsys):
-    """A finished run resumes from its last checkpoint, trains nothing and saves nothing."""
-    results = tmp_path / "results"
-    results.mkdir()
+    """A finished run (its checkpoint exactly at num_epochs) says so in one line, trains nothing
+    and writes nothing: no status line, no spec copy, no log file."""
+    results = tmp_path / "results" / "train"
+    results.mkdir(parents=True)
     last = "model_epoch_001_step_00008.pth"
     shutil.copyfile(reference_run / last, results / last)
     os.symlink(last, results / LATEST_NAME)
     before = os.path.getmtime(results / last)
-    train_in_process(assets.spec(results, REFERENCE), tmp_path / "spec.yaml")
-    assert f"Resuming from {results / last}" in capsys.readouterr().out
-    assert checkpoint_files(results) == [last] and os.path.getmtime(results / last) == before
+    train_in_process(assets.spec(tmp_path / "results", REFERENCE), tmp_path / "spec.yaml")
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"train: {results} already holds this run trained to epoch 2/2 ({last}): nothing left to "
+                   "train; raise train.num_epochs to train on, or give a new results_dir for a new run"]
+    assert sorted(os.listdir(results)) == [LATEST_NAME, last] and os.path.getmtime(results / last) == before
     assert os.readlink(results / LATEST_NAME) == last
 
 
@@ -108,8 +110,9 @@ def test_sigkill_mid_epoch_and_rerun_gives_the_uninterrupted_weights(assets, tmp
     Both runs use one data-loading worker process, as real runs do."""
     overrides = {**REFERENCE, "dataset.workers": 1}
     reference_spec = write_spec(tmp_path / "reference.yaml", assets.spec(tmp_path / "reference", overrides))
-    killed = tmp_path / "killed"
-    killed_spec = write_spec(tmp_path / "killed.yaml", assets.spec(killed, overrides))
+    reference_dir = tmp_path / "reference" / "train"
+    killed = tmp_path / "killed" / "train"
+    killed_spec = write_spec(tmp_path / "killed.yaml", assets.spec(tmp_path / "killed", overrides))
     env = cli_env()
     # Both runs at once: the reference needs no supervision (each uses one thread).
     reference = subprocess.Popen(cli_command("train", "-e", reference_spec), env=env, stdout=subprocess.PIPE,
@@ -137,14 +140,14 @@ def test_sigkill_mid_epoch_and_rerun_gives_the_uninterrupted_weights(assets, tmp
 
     rerun = run_cli("train", "-e", killed_spec, env=env, timeout=400)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"Resuming from {resume_from}" in rerun.stdout
+    assert f"train: resuming in {killed} from {resume_from} (in epoch 2/2, step " in rerun.stdout
     out, _ = reference.communicate(timeout=400)
     assert reference.returncode == 0, out[-3000:]
 
-    assert_same_weights(model_weights(killed / LATEST_NAME), model_weights(tmp_path / "reference" / LATEST_NAME))
-    assert checkpoint_files(killed) == checkpoint_files(tmp_path / "reference")
+    assert_same_weights(model_weights(killed / LATEST_NAME), model_weights(reference_dir / LATEST_NAME))
+    assert checkpoint_files(killed) == checkpoint_files(reference_dir)
     for name in checkpoint_files(killed):
-        assert_same_weights(model_weights(killed / name), model_weights(tmp_path / "reference" / name))
+        assert_same_weights(model_weights(killed / name), model_weights(reference_dir / name))
 
 
 _WRITER = r"""

@@ -14,16 +14,16 @@ from engine_helpers import RunRecorder, checkpoint_files, model_weights, read_re
 from mask_grounding_dino.config import load_spec, spec_to_dict
 from mask_grounding_dino.engine.checkpoints import LATEST_NAME
 from mask_grounding_dino.engine.optim import build_optimizer, build_scheduler
-from mask_grounding_dino.engine.trainer import build_trainer, wandb_logger
+from mask_grounding_dino.engine.trainer import build_trainer, wandb_arguments, wandb_logger
 
 NO_VAL = {"dataset.val_data_sources": {"image_dir": "", "json_file": "", "data_type": "OD"}}
 
 
 def _run(assets, tmp_path, overrides: dict, *, max_steps: int = -1, keep_initial: bool = False):
-    """Train in this process with a recorder; returns (results_dir, record)."""
-    results = tmp_path / "results"
-    train_in_process(assets.spec(results, overrides), tmp_path / "spec.yaml",
-                     callbacks=[RunRecorder(tmp_path / "record", keep_initial=keep_initial)], max_steps=max_steps)
+    """Train in this process with a recorder; returns (training folder, record)."""
+    results = train_in_process(assets.spec(tmp_path / "results", overrides), tmp_path / "spec.yaml",
+                               callbacks=[RunRecorder(tmp_path / "record", keep_initial=keep_initial)],
+                               max_steps=max_steps)
     return results, read_record(tmp_path / "record")
 
 
@@ -63,7 +63,7 @@ def test_everything_trains_in_train_mode_but_frozen_parts(tuned_run):
 
 
 def test_training_after_validation_is_in_train_mode(reference_run):
-    record = read_record(reference_run.parent / "record")
+    record = read_record(reference_run.parents[1] / "record")
     epoch1 = [b for b in record["batches"] if b["epoch"] == 1]
     assert epoch1 and all(b["eval_modules"] == [] for b in record["batches"])
 
@@ -197,6 +197,20 @@ def test_wandb_without_credentials_is_a_notice(assets, tmp_path, monkeypatch, ca
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     assert wandb_logger(_cfg(assets, tmp_path, {"wandb.enable": True}), str(tmp_path)) is None
     assert capsys.readouterr().out.count("no wandb credentials were found") == 1
+
+
+def test_every_wandb_key_reaches_the_logger():
+    """The wandb section's keys become WandbLogger arguments; the ones Lightning does not know
+    (reinit, sync_tensorboard, save_code) travel on to wandb.init."""
+    cfg = load_spec(overrides={"wandb.project": "p", "wandb.entity": "e", "wandb.group": "g", "wandb.name": "n",
+                               "wandb.tags": ["a"], "wandb.run_id": "r1", "wandb.reinit": True,
+                               "wandb.sync_tensorboard": True, "wandb.save_code": True})
+    assert wandb_arguments(cfg.wandb, "out") == dict(
+        project="p", entity="e", group="g", name="n", tags=["a"], id="r1", save_dir="out", resume="allow",
+        reinit=True, sync_tensorboard=True, save_code=True)
+    assert {k: v for k, v in wandb_arguments(load_spec().wandb, "out").items()
+            if k in ("reinit", "sync_tensorboard", "save_code")} == dict(reinit=False, sync_tensorboard=False,
+                                                                          save_code=False)
 
 
 def test_dry_run_trains_one_step_and_leaves_no_checkpoint(assets, tmp_path):

@@ -10,14 +10,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mask_grounding_dino.metrics import (
-    STAT_NAMES,
-    CocoEvaluator,
-    detections_to_coco,
-    encode_masks,
-    evaluate_coco,
-    write_coco_results,
-)
+from mask_grounding_dino.metrics import STAT_NAMES, CocoEvaluator, evaluate_coco
+from mask_grounding_dino.writers import detections_to_coco, encode_masks, write_coco_results
 
 # pycocotools' decode trips a numpy 2 DeprecationWarning (its own code, harmless).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
@@ -176,11 +170,30 @@ def test_bad_ground_truth_files_raise_data_errors(tmp_path):
         load_ground_truth(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"images": [\n  1,,\n]}')
-    with pytest.raises(DataError, match="bad.json: line 2"):
+    with pytest.raises(DataError, match="bad.json line 2 column 5: invalid JSON"):
         load_ground_truth(bad)
     bad.write_text("[]")
     with pytest.raises(DataError, match="not a COCO annotation file"):
         load_ground_truth(bad)
+
+
+def test_ground_truth_from_s3(s3_bucket, tmp_path):
+    """Validation and evaluate read the COCO ground truth from the spec's json_file, which may be
+    an s3:// URL (TAO's workflow keeps every data source in object storage)."""
+    import s3fs
+
+    from mask_grounding_dino.errors import DataError
+    from mask_grounding_dino.metrics import load_ground_truth
+
+    gt = {"images": [{"id": 1, "file_name": "a.png", "height": 16, "width": 24}],
+          "annotations": [{"id": 7, "image_id": 1, "category_id": 0, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0,
+                           "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
+          "categories": [{"id": 0, "name": "cat"}]}
+    s3fs.S3FileSystem().pipe(f"{s3_bucket}/eval/annotations.json", json.dumps(gt).encode())
+    coco = load_ground_truth(f"s3://{s3_bucket}/eval/annotations.json")
+    assert coco.dataset == gt and coco.getAnnIds(imgIds=[1]) == [7]
+    with pytest.raises(DataError, match=rf"^s3://{s3_bucket}/eval/missing.json: file not found$"):
+        load_ground_truth(f"s3://{s3_bucket}/eval/missing.json")
 
 
 def test_float_masks_are_binarised_at_half():

@@ -9,7 +9,7 @@ from mask_grounding_dino.errors import UserError
 from mask_grounding_dino.model.chunking import (
     PromptChunk, build_chunks, detect_chunked, merge_chunk_detections, phrase_token_counts, plan_chunks)
 from mask_grounding_dino.model.outputs import GroundingOutputs
-from mask_grounding_dino.data.captions import join_phrases
+from mask_grounding_dino.text.spans import join_phrases
 from mask_grounding_dino.model.postprocess import PostProcessor, PromptLayout
 from mask_grounding_dino.model.results import Detections
 from mask_grounding_dino.text import TextProcessor

@@ -158,6 +158,21 @@ def test_from_config_reads_the_spec_section():
     assert model.transformer.encoder.activation_checkpoint
 
 
+def test_precise_msda_makes_every_deformable_attention_deterministic():
+    """TAO's model.precise_msda reaches each deformable attention of the encoder and decoder."""
+    from mask_grounding_dino.config import load_spec
+    from mask_grounding_dino.model.ms_deform_attn import MultiScaleDeformableAttention
+
+    def flags(precise: bool) -> list[bool]:
+        cfg = load_spec(overrides={"model.backbone": "resnet_tiny", "model.hidden_dim": 32, "model.nheads": 4,
+                                   "model.enc_layers": 1, "model.dec_layers": 2, "model.dim_feedforward": 64,
+                                   "model.num_queries": 10, "model.precise_msda": precise})
+        model = MaskGroundingDINO.from_config(cfg.model, text_encoder_config=TINY_TEXT_CONFIG)
+        return [m.deterministic for m in model.modules() if isinstance(m, MultiScaleDeformableAttention)]
+
+    assert flags(True) == [True] * 3 and flags(False) == [False] * 3     # 1 encoder + 2 decoder layers
+
+
 def test_train_backbone_false_freezes_the_backbone(gd):
     model = gd.tiny_model(train_backbone=False)
     assert not any(p.requires_grad for p in model.backbone.parameters())

@@ -128,14 +128,61 @@ def test_fg_bg_bce_hand_values_and_valid_weighting():
     assert fg_bg_bce(logits, fg, valid).item() == pytest.approx(2 * LN2, rel=1e-5)
 
 
+# TAO's grid rule, written down: rows run over the divisors of N from 1 to isqrt(N); the pair
+# (rows, N // rows) with the smallest |H * cols - W * rows| wins, the first one on ties.
 @pytest.mark.parametrize("n,h,w,expected", [
-    (6, 200, 300, (2, 3)), (6, 300, 200, (3, 2)), (100, 800, 1333, (10, 10)),
-    (7, 10, 10, (1, 7)), (100, 100, 2500, (2, 50)),
+    (6, 200, 300, (2, 3)),
+    (6, 300, 200, (2, 3)),        # portrait: still 2 rows (rows never exceed isqrt(N))
+    (50, 800, 400, (5, 10)),      # |800*10 - 400*5| = 6000 beats 19200 (2 x 25) and 39600 (1 x 50)
+    (100, 800, 1333, (10, 10)),
+    (100, 1333, 800, (10, 10)),
+    (7, 10, 10, (1, 7)),          # a prime: one row
+    (100, 100, 2500, (2, 50)),    # |100*50 - 2500*2| = 0
+    (12, 96, 96, (3, 4)),         # |96*4 - 96*3| = 96 < |96*6 - 96*2| = 384
 ])
-def test_find_grid_closest_aspect(n, h, w, expected):
-    rows, cols = find_grid(n, h, w)
-    assert rows * cols == n
-    assert (rows, cols) == expected
+def test_find_grid_follows_tao_rule(n, h, w, expected):
+    assert find_grid(n, h, w) == expected
+
+
+def test_find_grid_whole_sweep_matches_tao_rule():
+    """N in 10..900, H and W in 64..1376 (steps of 32): 1.57 M combinations, rule vectorised."""
+    import numpy as np
+
+    sides = np.arange(64, 1377, 32)
+    h, w = np.meshgrid(sides, sides, indexing="ij")
+    mismatches, portrait_rows = 0, 0
+    for n in range(10, 901):
+        rows = np.array([r for r in range(1, math.isqrt(n) + 1) if n % r == 0])
+        cols = n // rows
+        diff = np.abs(h[..., None] * cols - w[..., None] * rows)      # [H, W, divisors]
+        best = diff.argmin(-1)                                        # argmin: first on ties
+        expected_rows = rows[best]
+        ours = np.array([[find_grid(n, int(a), int(b))[0] for b in sides] for a in sides])
+        mismatches += int((ours != expected_rows).sum())
+        portrait_rows += int((ours > n // ours).sum())
+    assert mismatches == 0
+    assert portrait_rows == 0   # never more rows than columns, whatever the image
+
+
+def test_pool_fraction_resizes_then_block_averages_as_tao():
+    # 5 x 5 mask into a 3 x 3 grid: 5 // 3 = 1, so TAO first resizes (nearest) to 3 x 3, which
+    # keeps rows and columns 0, 1 and 3 (floor(i * 5 / 3)); each cell is then that one pixel.
+    mask = torch.zeros(1, 1, 5, 5)
+    mask[0, 0, :2, :2] = 1
+    expected = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(pool_fraction(mask, (3, 3))[0, 0], expected)
+    # Adaptive pooling would give 1/3 in cell (0, 1) (bin rows 0-1, columns 1-3 hold 2 of 6 ones).
+    assert torch.nn.functional.adaptive_avg_pool2d(mask, (3, 3))[0, 0, 0, 1].item() == pytest.approx(1 / 3)
+
+
+def test_pool_fraction_non_multiple_keeps_whole_blocks():
+    # 10 x 7 into 2 x 3: resized (nearest) to 10 x 6 (7 // 3 = 2 columns per cell), then 5 x 2 blocks.
+    mask = torch.zeros(1, 1, 10, 7)
+    mask[0, 0, :, 6] = 1                 # last column: dropped by the nearest resize (keeps 0,1,2,3,4,5)
+    mask[0, 0, :5, 0] = 1                # first column, top half: 5 of the 10 pixels of cell (0, 0)
+    expected = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    # Nearest 7 -> 6 keeps source columns floor(j * 7 / 6) = 0, 1, 2, 3, 4, 5.
+    torch.testing.assert_close(pool_fraction(mask, (2, 3))[0, 0], expected)
 
 
 def test_rasterize_boxes():

@@ -55,6 +55,9 @@ def test_memory_to_maps_inverts_flattening():
     memory = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)   # the encoder's layout
     back = memory_to_maps(memory, [m.shape[-2:] for m in maps])
     assert all(torch.equal(a, b) for a, b in zip(back, maps))
+    picked = memory_to_maps(memory, [m.shape[-2:] for m in maps], levels=[2, 0])   # the mask head's choice
+    assert torch.equal(picked[0], maps[2]) and torch.equal(picked[1], maps[0])
+    assert picked[0].untyped_storage().data_ptr() == memory.untyped_storage().data_ptr()   # a view, no copy
 
 
 def test_reference_to_pixels_uses_unpadded_size():

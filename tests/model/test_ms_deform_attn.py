@@ -281,7 +281,7 @@ def test_failing_gpu_kernel_falls_back_once_with_a_warning(monkeypatch):
         raise RuntimeError("no compiler for this GPU")
 
     monkeypatch.setattr(msda_module, "_triton_failed", None)
-    monkeypatch.setattr(msda_module, "resolve_backend", lambda backend, value, needs_grad: "triton")
+    monkeypatch.setattr(msda_module, "resolve_backend", lambda *args: "triton")
     monkeypatch.setattr(msda_module._triton, "ms_deform_attn_triton", broken)
     monkeypatch.setattr(msda_module._triton, "available", lambda: True)
     value, shapes, locations, weights = make_inputs()
@@ -291,6 +291,62 @@ def test_failing_gpu_kernel_falls_back_once_with_a_warning(monkeypatch):
     assert "no compiler" in msda_module._triton_failed
     with pytest.raises(RuntimeError, match="no compiler"):      # asked for explicitly: no fallback
         ms_deform_attn(value, shapes, locations, weights, backend="triton")
+
+
+def test_deterministic_mode_takes_the_gather_path_for_gradients(monkeypatch):
+    """model.precise_msda: gradients come from the gather formulation (no atomic adds), also where
+    'auto' or the environment would take another backend; explicit choices and forward-only
+    calls are left alone."""
+    value = torch.zeros(1, 4, 1, 1)
+    monkeypatch.setenv(msda_module.BACKEND_ENV, "grid_sample")
+    assert resolve_backend("auto", value, needs_grad=True, deterministic=True) == "gather"
+    assert resolve_backend("auto", value, needs_grad=True) == "grid_sample"
+    monkeypatch.delenv(msda_module.BACKEND_ENV)
+    assert resolve_backend("auto", value.half(), needs_grad=True, deterministic=True) == "gather"
+    assert resolve_backend("auto", value.half(), needs_grad=True) == "grid_sample"
+    assert resolve_backend("grid_sample", value, needs_grad=True, deterministic=True) == "grid_sample"
+
+
+def test_deterministic_mode_gives_identical_gradients_and_the_same_values():
+    """Three backward passes through a deterministic module give bit-identical gradients, equal
+    (to float32 rounding) to the default path's."""
+    torch.manual_seed(0)
+    module = MultiScaleDeformableAttention(16, num_levels=len(SHAPES), num_heads=2, num_points=2,
+                                           deterministic=True)
+    shapes = torch.tensor(SHAPES)
+    num_value = sum(h * w for h, w in SHAPES)
+    query, value = torch.randn(2, 6, 16), torch.randn(2, num_value, 16)
+    reference = torch.rand(2, 6, len(SHAPES), 2)
+
+    def grads(mod):
+        mod.zero_grad()
+        q = query.clone().requires_grad_()
+        mod(q, reference, value, shapes).square().sum().backward()
+        return [q.grad] + [p.grad.clone() for p in mod.parameters()]
+
+    runs = [grads(module) for _ in range(3)]
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
+    module.deterministic = False
+    for a, b in zip(runs[0], grads(module)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)   # float32: only summation order differs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the atomic adds being avoided happen on GPUs only")
+def test_deterministic_mode_on_a_gpu_repeats_gradients_bit_for_bit():
+    torch.manual_seed(0)
+    module = MultiScaleDeformableAttention(64, num_levels=3, num_heads=8, num_points=4, deterministic=True).cuda()
+    shapes = [(64, 64), (32, 32), (16, 16)]
+    num_value = sum(h * w for h, w in shapes)
+    query, value = torch.randn(2, 3000, 64, device="cuda"), torch.randn(2, num_value, 64, device="cuda")
+    reference = torch.rand(2, 3000, 3, 2, device="cuda")
+
+    def value_grad():
+        v = value.clone().requires_grad_()
+        module(query, reference, v, torch.tensor(shapes, device="cuda")).sum().backward()
+        return v.grad
+
+    first = value_grad()
+    assert all(torch.equal(first, value_grad()) for _ in range(3))
 
 
 def test_value_length_must_match_spatial_shapes():

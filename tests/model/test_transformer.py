@@ -131,9 +131,10 @@ def test_decoder_refines_boxes_and_looks_forward_twice():
     def run():
         torch.manual_seed(1)
         memory, text = torch.randn(1, 12, 16), torch.randn(1, 3, 16)
-        return dec(torch.randn(1, 5, 16), memory, torch.zeros(1, 12, dtype=torch.bool), torch.randn(1, 5, 4),
-                   torch.tensor([[3, 4]]), torch.tensor([0]), torch.ones(1, 1, 2), text,
-                   torch.zeros(1, 3, dtype=torch.bool))
+        return dec(torch.randn(1, 5, 16), memory, memory_pad_mask=torch.zeros(1, 12, dtype=torch.bool),
+                   refpoints_unsigmoid=torch.randn(1, 5, 4), spatial_shapes=torch.tensor([[3, 4]]),
+                   level_start_index=torch.tensor([0]), valid_ratios=torch.ones(1, 1, 2), memory_text=text,
+                   text_pad_mask=torch.zeros(1, 3, dtype=torch.bool))
 
     out = run()
     assert len(out.hidden) == 2 and len(out.references) == 3
@@ -146,3 +147,18 @@ def test_decoder_refines_boxes_and_looks_forward_twice():
     boxes_1 = (heads[1](out.hidden[1]) + inverse_sigmoid(out.references[1])).sigmoid()
     boxes_1.sum().backward()
     assert heads[0].layers[-1].weight.grad.abs().sum() > 0
+
+
+def test_inverse_sigmoid_clamps_at_tao_value():
+    # TAO (deformable_detr utils) clamps numerator and denominator at 1e-5: log(1e-5) = -11.5129...
+    x = torch.tensor([0.0, 1.0, 0.5, 1e-7])
+    out = inverse_sigmoid(x)
+    expected = torch.tensor([math.log(1e-5), -math.log(1e-5), 0.0, math.log(1e-5 / (1 - 1e-7))])
+    torch.testing.assert_close(out, expected)   # default float32 tolerances: values of order 10
+    import inspect
+
+    from mask_grounding_dino.model.grounding_dino import MaskGroundingDINO
+    from mask_grounding_dino.model.transformer import Transformer
+
+    for cls in (TransformerDecoder, Transformer, MaskGroundingDINO):   # the box refinement's clamp
+        assert inspect.signature(cls.__init__).parameters["ref_eps"].default == 1e-5, cls

@@ -1,13 +1,14 @@
-"""Ground truth eval_sample as predictions gives AP = 1 on the real photos, through the evaluate path.
+"""Ground truth scored as predictions gives AP = 1 on the real photos, through the evaluate path.
 
 The photo goes through the ``evaluate`` action's data path: ``build_dataset(cfg, "test")``
 reads the converted contiguous COCO json and the image folder (TAO's all-category prompt,
 positive maps, decoded masks, the evaluation resize); each target becomes a
-:class:`Detections` in original pixels and is eval_sample by the action's :class:`CocoScoring`
+:class:`Detections` in original pixels and is scored by :class:`DatasetScoring` (evaluate's and
+validation's scorer)
 (``detections_to_coco`` -> RLE -> pycocotools). The resize is set to the photo's own short
 side, so the targets are the stored annotations at their stored size and a perfect
 detector must get exactly 1.0 for bbox and segm. Controls (a wrong class, shifted boxes)
-show the 1.0 is earned, and the ODVG file eval_sample against the contiguous COCO shows the
+show the 1.0 is earned, and the ODVG file scored against the contiguous COCO shows the
 converter's two outputs agree.
 """
 
@@ -17,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from mask_grounding_dino.actions.evaluate import CocoScoring
 from mask_grounding_dino.config import load_spec
 from mask_grounding_dino.data.loaders import build_dataset
 from mask_grounding_dino.data.masks import decode_mask
 from mask_grounding_dino.data.odvg import read_odvg
-from mask_grounding_dino.metrics import detections_to_coco, evaluate_coco
+from mask_grounding_dino.metrics import DatasetScoring, evaluate_coco
+from mask_grounding_dino.writers import detections_to_coco
 from mask_grounding_dino.model.results import Detections
 
 
@@ -60,10 +61,10 @@ def eval_sample(request):
 
 
 def _score(photo, dataset, detections: Detections) -> dict[str, float]:
-    scoring = CocoScoring(str(photo.contiguous_json), dict(dataset.categories), with_segm=True)
+    scoring = DatasetScoring("OD", coco_gt=str(photo.contiguous_json), categories=dict(dataset.categories))
     _, target = dataset[0]
     scoring.add([target], [detections])
-    keys, _ = scoring.finish("test")
+    keys, _ = scoring.compute("test")
     return keys
 
 

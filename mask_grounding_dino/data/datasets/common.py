@@ -26,6 +26,17 @@ log = logging.getLogger(__name__)
 Pipeline = Callable[[Sample, np.random.Generator], Sample]
 
 
+def source_keys(prefix: str, source, names=("image_dir", "json_file", "label_map")) -> dict[str, str]:
+    """``{location: spec key}`` of a data-source entry (for :func:`..fileio.spec_keys`), e.g.
+    ``{"s3://b/a.json": "dataset.val_data_sources.json_file"}``."""
+    out = {}
+    for name in names:
+        value = getattr(source, name, None)
+        if isinstance(value, str) and value:
+            out.setdefault(value, f"{prefix}.{name}")
+    return out
+
+
 def sample_generators(seed: int | None = None) -> tuple[random.Random, np.random.Generator]:
     """Per-sample generators. Without ``seed``, one is drawn from numpy's global generator, which
     the loader's worker init (or ``engine.sampling.SeededDataset``) seeds per worker / sample."""

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import fileio
 from ...errors import DataError
 from ...text import TextProcessor
 from ..batch import Target
@@ -79,6 +80,11 @@ class InferenceDataset(Dataset):
                                                           cfg.inference.input_height),
                       normalize=Normalize.from_config(ds.augmentation))
         dirs = src.image_dirs if hasattr(src, "image_dirs") else [src.image_dir]
+        with fileio.spec_keys(_infer_keys(src, dirs)):
+            return cls._from_source(src, dirs, common)
+
+    @classmethod
+    def _from_source(cls, src, dirs: list[str], common: dict) -> "InferenceDataset":
         if (src.data_type or "OD").upper() == "VG":
             jsonl = src.json_file or _jsonl_from_captions(src.captions)
             if not jsonl:
@@ -110,6 +116,20 @@ class InferenceDataset(Dataset):
         meta = SampleMeta(image_id=index, orig_size=(int(image.shape[0]), int(image.shape[1])),
                           file_name=entry.path, grounding=entry.expression is not None)
         return self.builder(sample, meta, np.random.default_rng(index))
+
+
+def _infer_keys(src, dirs: list[str]) -> dict[str, str]:
+    """``{location: spec key}`` of ``dataset.infer_data_sources`` (folders, jsonl, label map)."""
+    prefix = "dataset.infer_data_sources"
+    keys = {d: f"{prefix}.image_dir" + (f"[{i}]" if len(dirs) > 1 else "") for i, d in enumerate(dirs)
+            if isinstance(d, str)}
+    if isinstance(src.json_file, str) and src.json_file:
+        keys.setdefault(src.json_file, f"{prefix}.json_file")
+    captions = src.captions if isinstance(src.captions, str) else (
+        src.captions[0] if isinstance(src.captions, (list, tuple)) and len(src.captions) == 1 else None)
+    if isinstance(captions, str):
+        keys.setdefault(captions, f"{prefix}.captions")
+    return keys
 
 
 def _jsonl_from_captions(captions) -> str | None:

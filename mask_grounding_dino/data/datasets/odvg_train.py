@@ -3,6 +3,10 @@
 Detection records need the source's ``label_map`` (the caption is built from class names);
 grounding records are used with or without one. Records are stored compactly
 (:class:`~.store.RecordStore`); images and masks are read and decoded per sample.
+
+Boxes with no area inside their image are removed while the records are read, once, and
+reported in one summary line (``data/box_checks.py``: the severity ``dataset validate``
+gives them); workers never meet them.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import fileio
 from ...errors import DataError
 from ...text import TextProcessor
 from ..batch import Target
+from ..box_checks import DegenerateBoxes
 from ..captions import build_expression_caption, build_grounding_caption, build_od_caption
 from ..label_map import read_label_map
 from ..odvg import iter_odvg
 from ..records import DetectionRecord, LabelMap, OdvgRecord
 from ..sources import ImageSource, open_image_source
 from ..transforms import Normalize, Sample, TrainTransform
-from .common import Pipeline, SampleMeta, TargetBuilder, decode_masks, read_image, sample_generators
+from .common import Pipeline, SampleMeta, TargetBuilder, decode_masks, read_image, sample_generators, source_keys
 from .store import RecordStore
 
 
@@ -76,24 +82,36 @@ class OdvgDataset(Dataset):
         """From an ``ExperimentConfig`` (``cfg.dataset``, ``cfg.model.text_encoder_type/max_text_len``)."""
         ds = cfg.dataset
         entries = ds.used_train_data_sources() if hasattr(ds, "used_train_data_sources") else ds.train_data_sources
-        sources = [TrainSource(image_dir=e.image_dir, json_file=e.json_file, label_map=e.label_map,
-                               cache_dir=cache_dir) for e in entries]
+        keys: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            keys = {**source_keys(f"dataset.train_data_sources[{i}]", entry), **keys}   # the first entry wins
         tp = text_processor or TextProcessor(cfg.model.text_encoder_type, cfg.model.max_text_len)
-        return cls(sources=sources, text_processor=tp, transform=TrainTransform.from_config(ds.augmentation),
-                   normalize=Normalize.from_config(ds.augmentation), max_labels=ds.max_labels,
-                   has_mask=ds.has_mask, serialized=ds.dataset_type == "serialized")
+        with fileio.spec_keys(keys):
+            sources = [TrainSource(image_dir=e.image_dir, json_file=e.json_file, label_map=e.label_map,
+                                   cache_dir=cache_dir) for e in entries]
+            return cls(sources=sources, text_processor=tp, transform=TrainTransform.from_config(ds.augmentation),
+                       normalize=Normalize.from_config(ds.augmentation), max_labels=ds.max_labels,
+                       has_mask=ds.has_mask, serialized=ds.dataset_type == "serialized")
 
     def _iter_records(self):
+        degenerate = DegenerateBoxes()
         for index, source in enumerate(self.sources):
-            count = 0
+            read = kept = 0
             for record in iter_odvg(source.json_file):
+                read += 1
                 self._check(record, source)
+                if not degenerate.filter(record):
+                    continue
                 if not self.has_mask:
                     _strip_masks(record)
                 yield index, record
-                count += 1
-            if count == 0:
+                kept += 1
+            if read == 0:
                 raise DataError(f"{source.json_file}: no records (an ODVG jsonl has one JSON object per line)")
+            if kept == 0:
+                raise DataError(f"{source.json_file}: no record is left: every box of its {read} record(s) has no "
+                                "area inside the image (see `mask_grounding_dino dataset validate`)")
+        degenerate.report()
 
     @staticmethod
     def _check(record: OdvgRecord, source: TrainSource) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import fileio
 from ...errors import DataError
 from ...text import TextProcessor
 from ..batch import Target
@@ -21,7 +22,7 @@ from ..odvg import iter_odvg
 from ..records import CocoDataset, GroundingRecord, Region
 from ..sources import ImageSource, open_image_source
 from ..transforms import EvalTransform, Normalize, Sample
-from .common import Pipeline, SampleMeta, TargetBuilder, decode_masks, read_image, sample_generators
+from .common import Pipeline, SampleMeta, TargetBuilder, decode_masks, read_image, sample_generators, source_keys
 from .store import RecordStore
 
 
@@ -84,10 +85,11 @@ class ReferringDataset(Dataset):
         src = ds.val_data_sources if split == "val" else ds.test_data_sources
         size = (cfg.evaluate.input_width, cfg.evaluate.input_height) if split == "test" else (None, None)
         tp = text_processor or TextProcessor(cfg.model.text_encoder_type, cfg.model.max_text_len)
-        return cls(json_file=src.json_file, image_dir=src.image_dir, text_processor=tp,
-                   transform=EvalTransform.from_config(ds.augmentation, *size),
-                   normalize=Normalize.from_config(ds.augmentation), has_mask=ds.has_mask,
-                   serialized=ds.dataset_type == "serialized", cache_dir=cache_dir)
+        with fileio.spec_keys(source_keys(f"dataset.{split}_data_sources", src)):
+            return cls(json_file=src.json_file, image_dir=src.image_dir, text_processor=tp,
+                       transform=EvalTransform.from_config(ds.augmentation, *size),
+                       normalize=Normalize.from_config(ds.augmentation), has_mask=ds.has_mask,
+                       serialized=ds.dataset_type == "serialized", cache_dir=cache_dir)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -8,8 +8,6 @@ Example::
 
 from __future__ import annotations
 
-import os
-
 from .. import fileio
 from ...errors import DataError
 from .archive import ArchiveSource, default_cache_dir, extract_archive, is_archive, safe_extract
@@ -37,7 +35,7 @@ def open_image_source(image_dir: str, cache_dir: str | None = None) -> ImageSour
     if fileio.is_url(image_dir):
         return RemoteSource(image_dir)
     path = fileio.local_path(image_dir)
-    if os.path.isfile(path):
+    if fileio.isfile(path):
         raise DataError(f"image_dir {image_dir} is a file; expected a folder of images or an "
                         "images.tar.gz / .tgz / .tar archive")
     return FolderSource(path)

@@ -17,7 +17,6 @@ a file lock makes the second process wait for the first instead of extracting ag
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import os
@@ -40,8 +39,7 @@ def is_archive(path: str) -> bool:
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("MASK_GROUNDING_DINO_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "mask_grounding_dino")
+    return fileio.cache_dir()
 
 
 class ArchiveSource(FolderSource):
@@ -65,12 +63,12 @@ def extract_archive(archive: str, cache_dir: str | None = None) -> str:
     digest = _read_small(key_file)
     if digest and os.path.isdir(os.path.join(cache, digest)):
         return os.path.join(cache, digest)
-    with _locked(os.path.join(cache, "keys", ".lock-" + os.path.basename(key_file))):
+    with fileio.file_lock(os.path.join(cache, "keys", ".lock-" + os.path.basename(key_file))):
         local, downloaded = _local_copy(archive, cache)
         try:
             digest = _sha256(local) if not downloaded else downloaded
             target = os.path.join(cache, digest)
-            with _locked(target + ".lock"):
+            with fileio.file_lock(target + ".lock"):
                 if not os.path.isdir(target):
                     _extract_into(local, target, archive)
         finally:
@@ -82,23 +80,7 @@ def extract_archive(archive: str, cache_dir: str | None = None) -> str:
 
 def _identity_key(archive: str) -> str:
     """A name for "this archive as it is now": path + size + mtime (URL + ETag + size)."""
-    if fileio.is_url(archive):
-        fs, inner = fileio.url_to_fs(archive)
-        try:
-            info = fs.info(inner)
-        except FileNotFoundError as exc:
-            raise DataError(f"image archive {fileio.redact(archive)} not found") from exc
-        except Exception as exc:  # credentials, endpoint, permissions: one clear line
-            raise fileio.access_error(archive, exc) from exc
-        stamp = f"{archive}|{info.get('size')}|{info.get('ETag') or info.get('etag') or info.get('mtime')}"
-    else:
-        path = os.path.abspath(fileio.local_path(archive))
-        try:
-            st = os.stat(path)
-        except FileNotFoundError as exc:
-            raise DataError(f"image archive {archive} not found") from exc
-        stamp = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    return hashlib.sha256(stamp.encode()).hexdigest()
+    return hashlib.sha256(fileio.identity(archive, key="image archive").encode()).hexdigest()
 
 
 def _local_copy(archive: str, cache: str) -> tuple[str, str | None]:
@@ -123,7 +105,7 @@ def _local_copy(archive: str, cache: str) -> tuple[str, str | None]:
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with fileio.open_binary(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -152,7 +134,7 @@ def safe_extract(archive_file: str, dest: str, shown: str | None = None) -> int:
     dest_real = os.path.realpath(dest)
     count = 0
     try:
-        with tarfile.open(archive_file, "r:*") as tar:
+        with fileio.open_binary(archive_file) as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
             for member in tar:
                 problem = member_problem(member, dest_real)
                 if problem:
@@ -197,22 +179,6 @@ def member_problem(member: tarfile.TarInfo, dest_real: str) -> str | None:
 def _inside(path: str, root: str) -> bool:
     real = os.path.realpath(path)
     return real == root or real.startswith(root + os.sep)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: str):
-    """An exclusive advisory lock (POSIX ``flock``); a no-op where unavailable."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the atomic rename still keeps us correct
-        yield
-        return
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_small(path: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .. import fileio
 from ...errors import DataError
 from .base import ImageSource, candidate_paths, decode_image, header_size, is_image_name
 
@@ -15,16 +16,16 @@ class FolderSource(ImageSource):
     def __init__(self, root: str, label: str | None = None):
         self.root = os.path.abspath(os.path.expanduser(root))
         self._label = label or f"folder {self.root}"
-        if not os.path.isdir(self.root):
+        if not fileio.isdir(self.root):
             raise DataError(f"image folder {root} does not exist")
 
     def resolve(self, relative_path: str) -> str | None:
         """The file path of an image, or ``None`` when it is not there."""
         if os.path.isabs(relative_path):
-            return relative_path if os.path.isfile(relative_path) else None
+            return relative_path if fileio.isfile(relative_path) else None
         for rel in candidate_paths(relative_path):
             path = os.path.join(self.root, rel)
-            if os.path.isfile(path):
+            if fileio.isfile(path):
                 return path
         return None
 
@@ -38,27 +39,20 @@ class FolderSource(ImageSource):
         return path
 
     def read_bytes(self, relative_path: str) -> bytes:
-        with open(self._path(relative_path), "rb") as handle:
+        with fileio.open_binary(self._path(relative_path)) as handle:
             return handle.read()
 
     def read(self, relative_path: str):
         # Decoding from the open file avoids holding the encoded bytes and the pixels at once.
-        with open(self._path(relative_path), "rb") as handle:
+        with fileio.open_binary(self._path(relative_path)) as handle:
             return decode_image(handle, self._where(relative_path))
 
     def image_size(self, relative_path: str) -> tuple[int, int]:
-        with open(self._path(relative_path), "rb") as handle:
+        with fileio.open_binary(self._path(relative_path)) as handle:
             return header_size(handle, self._where(relative_path))
 
     def list_images(self) -> list[str]:
-        out = []
-        for folder, dirs, files in os.walk(self.root):
-            dirs.sort()
-            rel_dir = os.path.relpath(folder, self.root)
-            for name in files:
-                if is_image_name(name):
-                    out.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
-        return sorted(out)
+        return [path for path in fileio.list_files(self.root) if is_image_name(path)]
 
     def describe(self) -> str:
         return self._label

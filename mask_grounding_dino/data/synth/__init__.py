@@ -10,7 +10,8 @@ CLI: ``mask_grounding_dino dataset synth --out DIR`` (``data/tools/synth.py``).
 
 from .categories import DEFAULT_COLORS, DEFAULT_SHAPES, PALETTE, SHAPES, Category, build_categories
 from .expressions import Expression, candidate_expressions, choose_expressions
-from .generate import SplitSummary, SynthConfig, SynthSummary, generate_synthetic_dataset, image_rng
+from .config import SplitSummary, SynthConfig, SynthSummary
+from .generate import generate_synthetic_dataset, image_rng
 from .scene import Scene, SceneObject, SceneParams, encode_image, render_scene
 
 __all__ = [

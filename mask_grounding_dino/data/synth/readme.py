@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .categories import Category
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .generate import SynthConfig, SynthSummary
+from .config import SynthConfig, SynthSummary
 
 
-def render_readme(cfg: "SynthConfig", categories: list[Category], summary: "SynthSummary") -> str:
+def render_readme(cfg: SynthConfig, categories: list[Category], summary: SynthSummary) -> str:
     rows = "\n".join(f"| {c.id} | {c.name} | {c.rgb} |" for c in categories)
     counts = "\n".join(
         f"| {name} | {s.images} | {s.instances} | {s.empty_images} | {s.expressions} | {s.empty_expressions} |"

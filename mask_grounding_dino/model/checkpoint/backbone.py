@@ -8,6 +8,7 @@ import os
 
 from torch import nn
 
+from ...data import fileio
 from ...errors import CheckpointError
 from .io import read_safetensors, torch_load
 from .summary import LoadSummary, apply_state_dict
@@ -21,7 +22,7 @@ _PREFIXES = ("module.", "model.model.backbone.0.body.", "model.model.backbone.0.
 
 def load_backbone_weights(body: nn.Module, path: str | os.PathLike) -> LoadSummary:
     """Load ``path`` into the backbone ``body`` (the module at ``backbone.0``); log and return the summary."""
-    if not os.path.isfile(path):
+    if not fileio.isfile(os.fspath(path)):
         raise CheckpointError(f"model.pretrained_backbone_path: file '{path}' does not exist")
     obj = read_safetensors(path) if str(path).endswith(".safetensors") else torch_load(path)
     for key in ("state_dict", "model", "module"):

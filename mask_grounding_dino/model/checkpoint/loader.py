@@ -12,9 +12,11 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from ...data import fileio
 from ...errors import CheckpointError
 from .hf import hf_config_to_kwargs, hf_to_ours, read_hf_folder
 from .io import read_safetensors, torch_load
+from .locate import locate_checkpoint
 from .native import is_native
 from .official import official_to_ours
 from .summary import LoadSummary, apply_state_dict
@@ -35,12 +37,13 @@ def _tensor_dict(obj) -> bool:
 
 
 def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
-    """Read and classify ``path`` (file or folder) without building a model."""
-    path = str(path)
-    if os.path.isdir(path):
-        config, state = read_hf_folder(path)
+    """Read and classify ``path`` (file or folder, local or a URL, or a Hugging Face hub id) without
+    building a model."""
+    path = locate_checkpoint(path)
+    if fileio.isdir(path):
+        config, state = read_hf_folder(fileio.local_copy(path))
         return RawCheckpoint(path, "hf", state, model_config=hf_config_to_kwargs(config))
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     obj = read_safetensors(path) if path.endswith(".safetensors") else torch_load(path)
     if is_native(obj):
@@ -101,23 +104,40 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike | RawCheckpoint) -
     return summary
 
 
-def load_model(path: str | os.PathLike, model_config=None, **overrides):
-    """Build a ``MaskGroundingDINO`` for ``path`` and load it. Returns ``(model, summary)``.
+def build_model_for(raw: RawCheckpoint, model_config=None, *, key: str = "checkpoint",
+                    **overrides) -> tuple[nn.Module, str]:
+    """The network ``raw``'s weights go into, and where its architecture came from.
 
-    Our format and Hugging Face folders carry their architecture; TAO and original
-    checkpoints need ``model_config`` (the spec's ``model`` section or a dict).
-    ``overrides`` are extra constructor arguments (e.g. ``activation_checkpoint``).
+    The checkpoint's own record comes first (ours, our Lightning training checkpoints and
+    Hugging Face folders carry one): it is what the weights were trained as. Otherwise (TAO's and
+    the original release's files) ``model_config``, the spec's ``model`` section (a
+    ``ModelConfig`` or a dict). ``overrides`` are extra constructor arguments (e.g.
+    ``activation_checkpoint``). The text encoder is built without loading weights: the
+    checkpoint holds them.
     """
     from ..grounding_dino import MaskGroundingDINO
 
-    raw = read_checkpoint(path)
+    if raw.model_config is not None:
+        kwargs = {**raw.model_config, "load_text_weights": False, **overrides}
+        return MaskGroundingDINO(**kwargs), "checkpoint"
     if model_config is not None:
-        model = MaskGroundingDINO.from_config(model_config, **{"load_text_weights": False, **overrides})
-    elif raw.model_config is not None:
-        kwargs = dict(raw.model_config, load_text_weights=False)
-        kwargs.update(overrides)
-        model = MaskGroundingDINO(**kwargs)
-    else:
-        raise CheckpointError(f"'{Path(path).name}' ({raw.format} format) does not record the model architecture: "
-                              "give the spec's model section (model_config)")
-    return model, load_checkpoint(model, raw)
+        return MaskGroundingDINO.from_config(model_config, **{"load_text_weights": False, **overrides}), "spec"
+    raise CheckpointError(f"{key}: '{Path(raw.path).name}' ({raw.format} format) does not record the model "
+                          "architecture; give the spec's model section (model_config)")
+
+
+def load_model(path: str | os.PathLike | RawCheckpoint, model_config=None, *, key: str = "checkpoint",
+               **overrides) -> tuple[nn.Module, LoadSummary]:
+    """Build the ``MaskGroundingDINO`` for ``path`` (:func:`build_model_for`) and load it.
+
+    Returns ``(model, summary)``; ``summary.architecture_from`` is ``"checkpoint"`` or ``"spec"``.
+    A file none of whose tensors fits the model is refused (the wrong architecture was given).
+    """
+    raw = path if isinstance(path, RawCheckpoint) else read_checkpoint(path)
+    model, origin = build_model_for(raw, model_config, key=key, **overrides)
+    summary = load_checkpoint(model, raw)
+    if summary.loaded == 0:
+        raise CheckpointError(f"{key}: no tensor of '{raw.path}' fits the model built from the {origin}; check "
+                              "the spec's model section (backbone, hidden_dim, ...)")
+    summary.architecture_from = origin
+    return model, summary

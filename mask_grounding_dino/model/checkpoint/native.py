@@ -11,7 +11,7 @@ import os
 
 from torch import nn
 
-from .io import atomic_torch_save
+from ...utils.atomic import atomic_torch_save
 
 FORMAT = "mask_grounding_dino"
 FORMAT_VERSION = 1

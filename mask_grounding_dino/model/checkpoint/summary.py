@@ -46,6 +46,7 @@ class LoadSummary:
     ignored: list[str] = field(default_factory=list)                           # dropped on purpose (ema_*, ...)
     fresh: list[str] = field(default_factory=list)     # heads the checkpoint's model did not have (start fresh)
     notes: list[str] = field(default_factory=list)
+    architecture_from: str = ""     # "checkpoint" | "spec" when load_model built the model
 
     @property
     def complete(self) -> bool:

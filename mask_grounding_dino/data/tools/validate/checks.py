@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from ....errors import DataError
+from ...box_checks import box_has_area, degenerate_box_message, format_box
 from ...masks import check_mask
 from ...sources import ImageSource
 from .report import Report
@@ -107,11 +108,9 @@ def check_box_xyxy(report: Report, box, height: int, width: int, where: str) -> 
     x1, y1, x2, y2 = box
     tol = BOX_TOLERANCE_PX
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
-        report.add("box_outside_image", where, f"box {_fmt_box(box)} outside the {width}x{height} (WxH) image")
-    cx1, cx2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-    cy1, cy2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-    if cx2 <= cx1 or cy2 <= cy1:
-        report.add("degenerate_box", where, f"box {_fmt_box(box)} has no area inside the image")
+        report.add("box_outside_image", where, f"box {format_box(box)} outside the {width}x{height} (WxH) image")
+    if not box_has_area(box, height, width):
+        report.add("degenerate_box", where, degenerate_box_message(box))
 
 
 def check_instance_mask(report: Report, mask, height: int, width: int, where: str, has_mask: bool) -> None:
@@ -123,6 +122,3 @@ def check_instance_mask(report: Report, mask, height: int, width: int, where: st
     for issue in check_mask(mask, height, width):
         report.add(issue.kind, where, issue.message)
 
-
-def _fmt_box(box) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in box) + "]"

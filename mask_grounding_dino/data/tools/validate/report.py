@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...box_checks import DEGENERATE_BOX_SEVERITY
+
 #: Kinds of problems: (severity, what it means). Errors break training or evaluation
 #: (or silently corrupt them); warnings are handled by the loaders but worth knowing.
 KINDS: dict[str, tuple[str, str]] = {
@@ -22,7 +24,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "bad_mask": ("error", "malformed mask (cannot be decoded)"),
     "mask_mismatch": ("error", "mask size differs from its image"),
     "missing_mask": ("error", "instance without a mask while dataset.has_mask is true"),
-    "degenerate_box": ("warning", "box with no area (dropped by the loaders)"),
+    # The training dataset applies the same severity (data/box_checks.py): skipped and reported.
+    "degenerate_box": (DEGENERATE_BOX_SEVERITY, "box with no area (skipped by training, which reports it)"),
     "box_outside_image": ("warning", "box extends more than 1 px outside the image (clamped by the loaders)"),
     "mask_outside_image": ("warning", "polygon points more than 1 px outside the image (clipped)"),
     "prompt_too_long": ("warning", "caption / prompt longer than max_text_len tokens (the rest is cut off)"),

@@ -1,14 +1,11 @@
-"""Plain progress lines for logs, and the CPU denormal setting."""
+"""Plain progress lines for logs."""
 
 from __future__ import annotations
 
 import time
 from types import SimpleNamespace
 
-import torch
-
-from mask_grounding_dino.engine.progress import ProgressLines
-from mask_grounding_dino.utils.cpu import flush_denormals
+from mask_grounding_dino.engine.progress import ProgressBar, ProgressLines, epoch_label
 
 
 def fake_trainer(step: int, total: int = 800):
@@ -32,8 +29,14 @@ def test_progress_lines_print_epoch_step_loss_lr_and_time_left(capsys):
     assert "step 100/800" in capsys.readouterr().out
 
 
-def test_flush_denormals_turns_subnormal_results_into_zero():
-    assert flush_denormals()          # x86 CPUs support it (the CI machine is one)
-    tiny = torch.tensor([1e-39], dtype=torch.float32)     # subnormal in float32 (< 1.18e-38)
-    assert (tiny * 1.0).item() == 0.0
-    assert (torch.tensor([1e-30]) * 1.0).item() == torch.tensor([1e-30]).item()   # normal values kept
+def test_the_bar_counts_epochs_as_the_lines_do():
+    """Lightning's bar said "Epoch 1" in the epoch the lines call "epoch 2/8"."""
+    from tqdm import tqdm
+
+    trainer = SimpleNamespace(**vars(fake_trainer(100)), num_training_batches=100, max_steps=-1)
+    bar = ProgressBar()
+    bar._trainer = trainer
+    bar.train_progress_bar = tqdm(total=100, disable=True)
+    bar.on_train_epoch_start(trainer)
+    assert epoch_label(trainer) == "epoch 2/8" and bar.train_progress_bar.desc == "Epoch 2/8: "  # tqdm adds ": "
+
