@@ -19,6 +19,9 @@ from ..deploy.tensorrt import TensorRTUnavailable, is_engine_path
 from ..deploy.trtexec import inspect_onnx, trtexec_command, write_build_files
 from ..errors import SpecError
 from .common import action_results_dir, print_table, save_resolved_spec
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def _engine_path(cfg, results_dir: str) -> str:
@@ -36,7 +39,7 @@ def run(cfg) -> int:
                         "(or a quantize output)")
     facts = inspect_onnx(section.onnx_file)
     if facts.text_len != int(cfg.model.max_text_len):
-        print(f"note: the graph's text length is {facts.text_len} (model.max_text_len is {cfg.model.max_text_len}); "
+        log.info(f"note: the graph's text length is {facts.text_len} (model.max_text_len is {cfg.model.max_text_len}); "
               "the profile uses the graph's")
     results_dir = action_results_dir(cfg, "gen_trt_engine")
     engine = _engine_path(cfg, results_dir)

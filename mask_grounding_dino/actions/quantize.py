@@ -24,13 +24,9 @@ import os
 
 from ..config import is_unset
 from .common import action_results_dir, print_table, save_resolved_spec
+from ..utils.log import get_logger
 
-
-def _results_dir(cfg) -> str:
-    if not is_unset(cfg.quantize.results_dir) and cfg.quantize.results_dir:
-        os.makedirs(cfg.quantize.results_dir, exist_ok=True)
-        return str(cfg.quantize.results_dir)
-    return action_results_dir(cfg, "quantize")
+log = get_logger(__name__)
 
 
 def _report(cfg, result, results_dir: str):
@@ -48,7 +44,7 @@ def _report(cfg, result, results_dir: str):
                "layer_plan": result.plan.as_dict(), "details": result.details,
                "summary": " ".join(result.plan.summary()[:1])}
     paths = write_report(results_dir, rows, context)
-    print("\n" + table(rows))
+    log.info("\n" + table(rows))
     return paths
 
 
@@ -57,11 +53,11 @@ def run(cfg) -> int:
     from ..quantize.runner import quantize
 
     check_request(cfg)                                  # every mistake before a results folder appears
-    results_dir = _results_dir(cfg)
+    results_dir = action_results_dir(cfg, "quantize")   # quantize.results_dir, else <results_dir>/quantize
     save_resolved_spec(cfg, results_dir, "quantize")
     result = quantize(cfg, results_dir)
     for line in result.plan.summary():
-        print(line)
+        log.info(line)
     rows = [("path", result.request.path), ("input", result.request.model_path), ("output", result.output)]
     rows += [(key, str(value)) for key, value in result.details.items() if key != "input_ranges"]
     val = cfg.dataset.val_data_sources

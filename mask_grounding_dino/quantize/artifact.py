@@ -26,7 +26,7 @@ import os
 import zipfile
 from typing import Any
 
-from ..model.checkpoint.io import atomic_torch_save
+from ..utils.atomic import atomic_torch_save
 
 FORMAT = "mask_grounding_dino.quantized"
 FORMAT_VERSION = 1
@@ -38,9 +38,10 @@ FILE_NAMES = {"torchao": "quantized_model_torchao.pth",
 
 
 def sniff(path: str | os.PathLike) -> str | None:
-    """``"torchao"`` / ``"modelopt.pytorch"`` for a quantised ``.pth``, else None (any other file)."""
+    """``"torchao"`` / ``"modelopt.pytorch"`` for a quantised ``.pth`` (a local file), else None (any other
+    file)."""
     path = os.fspath(path)
-    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(path):
         return None
     try:
         with zipfile.ZipFile(path) as archive:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..data import fileio
 from ..errors import CheckpointError
+from ..model.checkpoint.io import torch_load
 from .artifact import FORMAT, sniff
 from .errors import import_optional
 
@@ -27,6 +29,10 @@ class QuantizedFile:
     path: str
     backend: str                  # torchao | modelopt.pytorch
     payload: dict
+
+    @property
+    def format(self) -> str:
+        return f"quantized {self.describe()}"
 
     @property
     def model_config(self) -> dict | None:
@@ -50,21 +56,21 @@ class QuantizedFile:
 
 
 def read_quantized(path: str | os.PathLike, key: str = "checkpoint") -> QuantizedFile | None:
-    """The file read, when :func:`~.artifact.sniff` recognises it as quantised; else None."""
-    import torch
-
+    """The file read, when :func:`~.artifact.sniff` recognises it as quantised; else None (also for
+    folders and hub ids, which the checkpoint reader handles). ``path`` may be a URL."""
     path = os.fspath(path)
-    backend = sniff(path)
+    with fileio.spec_keys({path: key}):
+        if not fileio.isfile(path):
+            return None
+        local = fileio.local_copy(path, key)          # fetched once; the checkpoint reader reuses the copy
+    backend = sniff(local)
     if backend is None:
         return None
     # Importing the library registers its tensor classes with the weights-only unpickler.
     import_optional("torchao" if backend == "torchao" else "modelopt.torch.opt",
-                    f"{key}: '{os.path.basename(path)}' (a {backend} quantised model)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable content: one line, not a traceback
-        raise CheckpointError(f"{key}: '{path}' looks like a {backend} quantised model but cannot be read "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+                    f"{key}: '{fileio.basename(path)}' (a {backend} quantised model)")
+    payload = torch_load(local, placeholders=False, hint=f"it does not look like a {backend} quantised model "
+                                                         "written by the quantize action")
     if not isinstance(payload, dict):
         raise CheckpointError(f"{key}: '{path}' is not a quantised model file (no state dict inside)")
     return QuantizedFile(path, backend, payload)
@@ -72,17 +78,10 @@ def read_quantized(path: str | os.PathLike, key: str = "checkpoint") -> Quantize
 
 def build_quantized_model(qfile: QuantizedFile, model_section=None, key: str = "checkpoint"):
     """``(model, LoadSummary, origin)`` for a quantised file (CPU, eval mode)."""
+    from ..model.checkpoint.loader import build_model_for
     from ..model.checkpoint.summary import LoadSummary
-    from ..model.grounding_dino import MaskGroundingDINO
 
-    config = qfile.model_config
-    if config is not None:
-        model, origin = MaskGroundingDINO(**{**config, "load_text_weights": False}), "checkpoint"
-    elif model_section is not None:
-        model, origin = MaskGroundingDINO.from_config(model_section, load_text_weights=False), "spec"
-    else:
-        raise CheckpointError(f"{key}: '{os.path.basename(qfile.path)}' does not record the model architecture; "
-                              "give the spec's model section")
+    model, origin = build_model_for(qfile, model_section, key=key)
     state = qfile.state_dict
     if qfile.backend == "modelopt.pytorch":
         mto = import_optional("modelopt.torch.opt", f"{key}: a ModelOpt quantised model")
@@ -95,9 +94,10 @@ def build_quantized_model(qfile: QuantizedFile, model_section=None, key: str = "
         raise CheckpointError(f"{key}: '{qfile.path}' does not fit the model built from the {origin} "
                               f"({str(exc).splitlines()[0][:200]})") from None
     missing = [k for k in result.missing_keys if not k.startswith("bert.pooler.")]
-    summary = LoadSummary(source=qfile.path, format=f"quantized {qfile.describe()}",
+    summary = LoadSummary(source=qfile.path, format=qfile.format,
                           loaded=len(state) - len(result.unexpected_keys), missing=missing,
                           unexpected=list(result.unexpected_keys))
+    summary.architecture_from = origin
     return model.eval(), summary, origin
 
 

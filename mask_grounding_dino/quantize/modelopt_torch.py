@@ -23,6 +23,9 @@ from torch import nn
 
 from .errors import QuantizeError, import_optional
 from .layers import LayerPlan
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 NAME = "modelopt.pytorch"
 SUPPORTED = ("Linear", "Conv2d")
@@ -38,7 +41,7 @@ def check_algorithm(algorithm: str) -> str:
                             f"int8/fp8 quantisation; use max or entropy (awq_*, rtn_dq are int4 methods of "
                             "modelopt.onnx)")
     if name == "minmax":
-        print("note: quantize.algorithm minmax (TAO's default) is not a ModelOpt algorithm; using ModelOpt's max "
+        log.info("note: quantize.algorithm minmax (TAO's default) is not a ModelOpt algorithm; using ModelOpt's max "
               "calibration (symmetric range = largest absolute value seen), which is what minmax means for a "
               "zero-point-0 format")
     return ALGORITHMS[name]

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 from ..config import is_unset
+from ..data import fileio
 from .artifact import FILE_NAMES
 from .calibration import require_source
 from .errors import QuantizeError, import_optional
@@ -27,7 +28,7 @@ from .errors import QuantizeError, import_optional
 @dataclass
 class Request:
     path: str              # torchao | modelopt.pytorch | modelopt.onnx | cpu
-    model_path: str
+    model_path: str        # a local file: quantize.model_path, or fileio's copy of its URL
     is_onnx: bool
     static: bool           # calibrates activations
     output_name: str
@@ -73,8 +74,10 @@ def check_request(cfg) -> Request:
     if path in ("torchao", "modelopt.pytorch") and is_onnx:
         raise QuantizeError(f"quantize.model_path: '{model_path}' is an ONNX file; backend {backend} quantises a "
                             ".pth checkpoint (use backend modelopt.onnx for .onnx files)")
-    if not os.path.exists(model_path):
-        raise QuantizeError(f"quantize.model_path: '{model_path}' does not exist")
+    with fileio.spec_keys({model_path: "quantize.model_path"}):   # an unreachable URL names the key
+        if not fileio.exists(model_path):
+            raise QuantizeError(f"quantize.model_path: '{fileio.redact(model_path)}' does not exist")
+        model_path = fileio.local_copy(model_path, "quantize.model_path")
     if str(q.algorithm).lower() in ("awq_clip", "awq_lite", "awq_full", "rtn_dq"):
         raise QuantizeError(f"quantize.algorithm: '{q.algorithm}' is an int4 weight method of ModelOpt's ONNX "
                             "quantiser; the int8/fp8 formats here calibrate with minmax, max or entropy")

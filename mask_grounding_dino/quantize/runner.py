@@ -12,6 +12,9 @@ from ..config import spec_to_dict
 from .errors import QuantizeError
 from .layers import LayerPlan, model_layers, plan_layers
 from .request import Request, check_request
+from ..utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -36,7 +39,7 @@ def _calibration_device(cfg) -> torch.device:
     if wanted.startswith("cuda") and torch.cuda.is_available():
         return torch.device(wanted)
     if wanted != "cpu":
-        print(f"note: quantize.device {wanted} is not available here; calibrating on the CPU")
+        log.info(f"note: quantize.device {wanted} is not available here; calibrating on the CPU")
     return torch.device("cpu")
 
 
