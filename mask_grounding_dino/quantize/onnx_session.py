@@ -44,6 +44,26 @@ def is_tensorrt_qdq(path: str | os.PathLike) -> bool:
     return onnx.TensorProto.INT8 in _zero_point_types(graph)
 
 
+def activation_step(path: str | os.PathLike) -> float:
+    """The largest quantisation step (scale) of the graph's activation QuantizeLinear nodes; 0.0 for a float
+    graph. A value that lies within float rounding of a rounding boundary in PyTorch's fake quantisation may
+    round the other way in onnxruntime: that moves it by exactly one such step."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    except Exception:  # unreadable: the session itself reports it
+        return 0.0
+    weights = {init.name for init in graph.initializer}
+    values = {init.name: init for init in graph.initializer}
+    values.update({n.output[0]: n.attribute[0].t for n in graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    steps = [float(numpy_helper.to_array(values[n.input[1]]).max()) for n in graph.node
+             if n.op_type == "QuantizeLinear" and n.input[0] not in weights and n.input[1] in values]
+    return max(steps, default=0.0)
+
+
 def session_options(path: str | os.PathLike, options=None):
     """``options`` (a new ``onnxruntime.SessionOptions`` when None), with the Q/DQ fusion off for a graph
     in TensorRT's form (see the module docstring)."""

@@ -58,13 +58,16 @@ def _eval_spec(cfg, input_size: tuple[int, int] | None):
 
 
 def _scoring(spec, dataset):
-    from ..actions.evaluate import CocoScoring, ReferringScoring
+    """The evaluate action's scorer (same metric names), for the spec's test source."""
     from ..deploy.detector import Thresholds
+    from ..metrics.scoring import DatasetScoring
 
-    if (spec.dataset.test_data_sources.data_type or "OD").upper() == "OD":
-        return CocoScoring(spec.dataset.test_data_sources.json_file, dict(dataset.categories),
-                           with_segm=bool(spec.dataset.has_mask))
-    return ReferringScoring(Thresholds.from_config(spec.evaluate, spec.model).conf_threshold)
+    source = spec.dataset.test_data_sources
+    data_type = (source.data_type or "OD").upper()
+    return DatasetScoring(data_type, coco_gt=source.json_file,
+                          categories=dict(dataset.categories) if data_type == "OD" else None,
+                          with_segm=bool(spec.dataset.has_mask),
+                          score_threshold=Thresholds.from_config(spec.evaluate, spec.model).conf_threshold)
 
 
 def evaluate_backend(cfg, backend) -> dict[str, float]:
@@ -82,7 +85,7 @@ def evaluate_backend(cfg, backend) -> dict[str, float]:
     scoring = _scoring(spec, dataset)
     for batch in loader:
         scoring.add(batch.targets, detector.detect_batch(batch, data_type))
-    key_metrics, _ = scoring.finish("val")
+    key_metrics, _ = scoring.compute("val")
     return {k: float(v) for k, v in key_metrics.items()}
 
 

@@ -161,6 +161,7 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("quantize/report.py", "match_threads", "ort.InferenceSession"): (1, _QLOCAL + ", or the file quantize wrote"),
     ("quantize/onnx_session.py", "is_tensorrt_qdq", "onnx.load"): (
         1, "a local file: OnnxBackend's fileio.local_copy, the file export just wrote, or quantize's local copy"),
+    ("quantize/onnx_session.py", "activation_step", "onnx.load"): (1, "the ONNX file export just wrote (check_onnx)"),
     ("deploy/trtexec.py", "inspect_onnx", "os.path.isfile"): (
         1, "gen_trt_engine.onnx_file (local: config/validate.py refuses URLs, trtexec reads a local file)"),
     ("deploy/trtexec.py", "inspect_onnx", "onnx.load"): (
