@@ -18,7 +18,8 @@ class Toy(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-        self.bert = nn.ModuleDict({"embeddings": nn.Embedding(10, 4), "dense": nn.Linear(4, 4)})
+        self.bert = nn.ModuleDict({"embeddings": nn.ModuleDict({"word_embeddings": nn.Embedding(10, 4)}),
+                                    "dense": nn.Linear(4, 4)})
         self.transformer = nn.ModuleDict({"encoder": nn.ModuleDict({"linear1": nn.Linear(4, 4),
                                                                     "sampling_offsets": nn.Linear(4, 4)})})
         self.attn = nn.MultiheadAttention(4, 1)
@@ -32,7 +33,7 @@ def test_candidates_are_linear_conv_embedding_with_their_base_kind():
     kinds = {name: (cls, kind) for name, cls, kind in LAYERS}
     assert "backbone.1" not in kinds                                      # norms are never candidates
     assert kinds["attn.out_proj"] == ("NonDynamicallyQuantizableLinear", "Linear")
-    assert kinds["bert.embeddings"] == ("Embedding", "Embedding")
+    assert kinds["bert.embeddings.word_embeddings"] == ("Embedding", "Embedding")
 
 
 def test_name_first_then_class_name():
@@ -75,8 +76,9 @@ def test_unsupported_kinds_are_listed_as_skipped():
 
 def test_default_sets_quantise_something_and_say_what_they_leave_out():
     weight_only = plan_layers(LAYERS, mode="weight_only_ptq")
-    assert weight_only.defaults and {"bert.embeddings", "bert.dense", "backbone.0"} <= set(weight_only.chosen)
+    assert weight_only.defaults and {"bert.embeddings.word_embeddings", "backbone.0"} <= set(weight_only.chosen)
     assert "class_embed" not in weight_only.chosen                 # heads stay in float
+    assert "bert.dense" not in weight_only.chosen                  # the text encoder's Linear layers too
     static = plan_layers(LAYERS, mode="static_ptq")
     assert set(static.chosen) == {"backbone.0", "transformer.encoder.linear1"}     # no text encoder, no offsets
     assert static.skipped["transformer.encoder.sampling_offsets"] == "skip_names '*sampling_offsets'"
