@@ -23,6 +23,26 @@ from ..utils.log import get_logger
 
 log = get_logger(__name__)
 
+HELP = {
+    "summary": "check an ONNX file for TensorRT and write the trtexec command that builds its engine",
+    "description": "Check an ONNX file for TensorRT (TAO's inputs, opset, standard ops, Q/DQ form) and write the "
+                   "exact trtexec command with TAO's optimisation profile next to the engine path. TensorRT is "
+                   "not part of this package: no engine is built, and the action ends with exit code 2.",
+    "keys": [
+        ("gen_trt_engine.onnx_file", "the ONNX file (from export or quantize)"),
+        ("gen_trt_engine.trt_engine", "the engine path (default: <results_dir>/gen_trt_engine/model.engine)"),
+        ("gen_trt_engine.tensorrt.data_type", "FP32 or FP16 (a Q/DQ graph builds strongly typed)"),
+        ("gen_trt_engine.tensorrt.max_batch_size", "the profile's largest batch (also min_ and opt_batch_size)"),
+        ("gen_trt_engine.tensorrt.workspace_size", "builder workspace in MB"),
+    ],
+    "examples": [
+        "mask_grounding_dino gen_trt_engine -e spec.yaml gen_trt_engine.onnx_file=runs/exp1/export/model.onnx",
+        "mask_grounding_dino gen_trt_engine -e spec.yaml gen_trt_engine.onnx_file=runs/exp1/export/model.onnx "
+        "gen_trt_engine.trt_engine=runs/exp1/gen_trt_engine/model.engine gen_trt_engine.tensorrt.data_type=FP16 "
+        "gen_trt_engine.tensorrt.max_batch_size=4",
+    ],
+}
+
 
 def _engine_path(cfg, results_dir: str) -> str:
     value = cfg.gen_trt_engine.trt_engine

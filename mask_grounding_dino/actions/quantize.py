@@ -20,13 +20,39 @@ Predictor accept as they accept a checkpoint or an ``.onnx`` file.
 
 from __future__ import annotations
 
-import os
-
-from ..config import is_unset
 from .common import action_results_dir, print_table, save_resolved_spec
 from ..utils.log import get_logger
 
 log = get_logger(__name__)
+
+HELP = {
+    "summary": "post-training quantisation (torchao, ModelOpt, CPU INT8) with a before/after report",
+    "description": "Quantise a trained model with TAO's backends (torchao weight-only, ModelOpt static int8/fp8 "
+                   "for TensorRT) or onnxruntime's static INT8 for x86 CPUs (quantize.target=cpu); static modes "
+                   "calibrate on images with their own captions. The float and the quantised model are scored on "
+                   "dataset.val_data_sources (mAP, latency, size) in quantize_report.md.",
+    "keys": [
+        ("quantize.model_path", "the float model: a .pth checkpoint, or an .onnx file for backend modelopt.onnx"),
+        ("quantize.backend", "torchao (default, weight-only), modelopt.pytorch or modelopt.onnx (static_ptq)"),
+        ("quantize.mode", "weight_only_ptq (torchao) or static_ptq (ModelOpt)"),
+        ("quantize.target", "tensorrt (default, TAO's artefacts) or cpu (onnxruntime static INT8 graph)"),
+        ("dataset.quant_calibration_data_sources.image_dir", "calibration images of the static modes (ODVG source)"),
+        ("dataset.quant_calibration_data_sources.json_file", "their ODVG annotations (each image's caption)"),
+        ("quantize.layers", "rules selecting layers (empty: a default set, printed)"),
+        ("quantize.results_dir", "where the files go (default: <results_dir>/quantize)"),
+    ],
+    "examples": [
+        "mask_grounding_dino quantize -e spec.yaml quantize.model_path=runs/exp1/train/mask_gdino_model_latest.pth",
+        "mask_grounding_dino quantize -e spec.yaml quantize.model_path=runs/exp1/train/mask_gdino_model_latest.pth "
+        "quantize.backend=modelopt.pytorch quantize.mode=static_ptq "
+        "dataset.quant_calibration_data_sources.image_dir=data/train/images.tar.gz "
+        "dataset.quant_calibration_data_sources.json_file=data/train/annotations_odvg.jsonl",
+        "mask_grounding_dino quantize -e spec.yaml quantize.model_path=runs/exp1/train/mask_gdino_model_latest.pth "
+        "quantize.target=cpu",
+        "mask_grounding_dino quantize -e spec.yaml quantize.model_path=runs/exp1/export/model.onnx "
+        "quantize.backend=modelopt.onnx quantize.mode=static_ptq",
+    ],
+}
 
 
 def _report(cfg, result, results_dir: str):
