@@ -52,8 +52,8 @@ from .deploy.preprocess import ImageInput, ImagePreprocessor, load_rgb
 from .deploy.results_writer import normalise_color_map
 from .deploy.tensorrt import is_engine_path
 from .errors import UserError
-from .model.checkpoint import read_checkpoint
 from .model.checkpoint.locate import locate_checkpoint
+from .quantize.loading import read_model_file
 from .model.results import Detections
 from .writers import draw_detections
 
@@ -102,7 +102,7 @@ class Predictor:
         if not (is_onnx_path(path) or is_engine_path(path)):
             path = locate_checkpoint(path)       # a hub id becomes its cached folder; a missing file fails here
             if spec is None:
-                raw = read_checkpoint(path)      # read once: its spec here, its weights in open_backend
+                raw = read_model_file(path)      # read once: its spec here, its weights in open_backend
         cfg = _as_spec(spec if spec is not None else (raw.metadata.get("spec") if raw is not None else None))
         backend = open_backend(path, model_section=cfg.model if spec is not None else None, device=device,
                                key="checkpoint", text_encoder_type=cfg.model.text_encoder_type, raw=raw)

@@ -9,6 +9,8 @@ from .fields import spec_field
 
 #: Number formats a layer's weights or activations can be quantised to ("native" keeps them).
 QUANT_DTYPES = ("int8", "fp8_e4m3fn", "fp8_e5m2", "native")
+#: Runtimes ``quantize.target`` can prepare a model for.
+QUANT_TARGETS = ("tensorrt", "cpu")
 
 
 @dataclass
@@ -66,3 +68,15 @@ class QuantizeConfig:
     device: str = spec_field(
         "cuda", title="Calibration device", pattern=r"^(cuda|cpu|trt|cuda:[0-9]+)$",
         description="Where calibration runs: cuda, cuda:N, cpu or trt.")
+    target: str = spec_field(
+        "tensorrt", title="Target runtime", valid_options=QUANT_TARGETS,
+        description="Where the quantised model will run. tensorrt: the chosen backend's artefact (TAO's "
+                    "behaviour). cpu: static INT8 for onnxruntime on x86 CPUs (QDQ graph, unsigned 8-bit "
+                    "activations, signed 8-bit per-channel weights, reduced range), calibrated like static_ptq.")
+    num_calibration_images: int = spec_field(
+        64, title="Calibration images", valid_min=1,
+        description="Images of dataset.quant_calibration_data_sources used for calibration (the first ones).")
+    report: bool = spec_field(
+        True, title="Before/after report",
+        description="Score the model before and after quantisation on dataset.val_data_sources (mAP, latency, "
+                    "file size) and write quantize_report.json/.md in results_dir.")

@@ -134,6 +134,9 @@ def _results_dirs(section: Any, path: Path = ()):
 _LOCAL_ONLY = {
     ("export", "onnx_file"): "the ONNX file is written locally; give a local path, then copy it (e.g. "
                              "aws s3 cp <file> {url})",
+    ("gen_trt_engine", "onnx_file"): "trtexec reads a local ONNX file; copy it first (e.g. aws s3 cp {url} "
+                                     "model.onnx)",
+    ("gen_trt_engine", "trt_engine"): "the engine is built into a local file; give a local path, then copy it",
     ("model", "text_encoder_type"): "the text encoder is loaded from a local folder or a Hugging Face hub id; "
                                     "copy the folder first (e.g. aws s3 sync {url} <folder>)",
 }

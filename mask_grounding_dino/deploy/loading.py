@@ -49,8 +49,12 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
             e.g. for its spec, does not read the file twice).
     """
     from ..model.checkpoint import load_model, read_checkpoint
+    from ..quantize.loading import load_quantized
 
     path = os.fspath(path)
+    quantized = load_quantized(path, model_section, key=key, raw=raw)     # torchao / ModelOpt files
+    if quantized is not None:
+        return LoadedModel(*quantized)
     with fileio.spec_keys({path: key}):     # an unreachable URL (credentials, bucket) names the key
         raw = raw if raw is not None else read_checkpoint(locate_checkpoint(path, key))
     model, summary = load_model(raw, model_section, key=key)

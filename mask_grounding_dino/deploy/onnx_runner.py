@@ -70,14 +70,17 @@ class OnnxBackend:
                  text_encoder_type: str | None = None):
         import onnxruntime as ort
 
+        from ..quantize.onnx_session import session_options
+
         self.path = os.fspath(path)
         if not fileio.isfile(self.path):
             raise CheckpointError(f"ONNX file '{fileio.redact(self.path)}' does not exist")
         self.device = torch.device(device)
-        options = ort.SessionOptions()
+        local = fileio.local_copy(self.path)
+        options = session_options(local)              # TensorRT's Q/DQ graphs run as written
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(fileio.local_copy(self.path), options, providers=onnx_providers(self.device))
+            self.session = ort.InferenceSession(local, options, providers=onnx_providers(self.device))
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise CheckpointError(f"'{self.path}' is not a loadable ONNX model "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc

@@ -60,8 +60,12 @@ class BiMultiHeadAttention(nn.Module):
 
     def _reorder_pays(self, v_dim: int, text_len: int) -> bool:
         """The image-side products cost ``3 Nv h d (Cv + Nl)`` multiply-adds as written and
-        ``3 Nv h Cv Nl`` reordered (see :meth:`_forward_reordered`): short captions win."""
-        return v_dim * text_len <= self.head_dim * (v_dim + text_len)
+        ``3 Nv h Cv Nl`` reordered (see :meth:`_forward_reordered`): short captions win.
+        Only for plain float layers: the reordering reads the weights directly, past a quantised
+        layer's own forward (its weight quantiser, its int8 weight tensor)."""
+        plain = all(type(m) is nn.Linear and type(m.weight.data) is torch.Tensor
+                    for m in (self.v_proj, self.values_v_proj, self.out_v_proj))
+        return plain and v_dim * text_len <= self.head_dim * (v_dim + text_len)
 
     def _masked_logits(self, logits: Tensor, text_dim: int, image_dim: int, pad_mask_v: Tensor | None,
                        pad_mask_l: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -104,6 +104,7 @@ _CACHE = "the project's cache folder (archives extracted, URLs fetched), never a
 _WORKSPACE = "the jobs workspace, a local folder of our own (database, results/<job_id>/, logs, lock)"
 _JOB_RESULTS = "a job's own results folder in the workspace (results_dir is set by the job: <workspace>/results/<id>)"
 _PROC = "the kernel's process and boot records (/proc), for the liveness of a job's process"
+_QLOCAL = "quantize.model_path's local file (fileio.local_copy in quantize/request.py)"
 
 #: ``(module, function, call): (count, why it never touches a user-given location)``.
 ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
@@ -149,6 +150,26 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("export/onnx_export.py", "_validate", ".is_dir"): (
         1, "export.onnx_file, an output (local: config/validate.py refuses URLs)"),
     ("export/onnx_export.py", "export_onnx", "onnx.load"): (1, "our temporary export file"),
+    # -- quantize and gen_trt_engine: quantize.model_path is read through fileio.local_copy
+    # (quantize/request.py); everything else is a file the action wrote (temporary or in its results folder)
+    ("quantize/runner.py", "_quantize_onnx", "onnx.load"): (1, _QLOCAL),
+    ("quantize/modelopt_onnx.py", "graph_input", "onnx.load"): (1, _QLOCAL),
+    ("quantize/modelopt_onnx.py", "quantize_onnx", ".is_file"): (1, "the file modelopt.onnx just wrote in a temporary folder"),
+    ("quantize/onnx_nodes.py", "read_metadata", "onnx.load"): (1, _QLOCAL),
+    ("quantize/onnx_nodes.py", "write_metadata", "onnx.load"): (1, "the graph quantize just wrote in a temporary folder"),
+    ("quantize/cpu_int8.py", "quantize_graph", "onnx.load"): (1, _QLOCAL + ", or the float graph quantize exported"),
+    ("quantize/cpu_int8.py", "quantize_for_cpu", "onnx.load"): (1, "the float graph quantize just exported (temporary)"),
+    ("quantize/report.py", "file_size_mb", "os.path.isfile"): (1, _QLOCAL + ", or the file quantize wrote"),
+    ("quantize/report.py", "file_size_mb", "os.path.getsize"): (1, _QLOCAL + ", or the file quantize wrote"),
+    ("quantize/report.py", "match_threads", "ort.InferenceSession"): (1, _QLOCAL + ", or the file quantize wrote"),
+    ("quantize/onnx_session.py", "is_tensorrt_qdq", "onnx.load"): (
+        1, "a local file: OnnxBackend's fileio.local_copy, the file export just wrote, or quantize's local copy"),
+    ("quantize/onnx_session.py", "activation_step", "onnx.load"): (1, "the ONNX file export just wrote (check_onnx)"),
+    ("deploy/trtexec.py", "inspect_onnx", "os.path.isfile"): (
+        1, "gen_trt_engine.onnx_file (local: config/validate.py refuses URLs, trtexec reads a local file)"),
+    ("deploy/trtexec.py", "inspect_onnx", "onnx.load"): (
+        1, "gen_trt_engine.onnx_file (local: config/validate.py refuses URLs, trtexec reads a local file)"),
+    ("deploy/trtexec.py", "write_build_files", "os.stat"): (1, "the build script gen_trt_engine just wrote"),
     # -- training engine: the results folder
     ("engine/checkpoints.py", "list_checkpoints", "os.path.isdir"): (1, _RESULTS),
     ("engine/checkpoints.py", "list_checkpoints", "os.listdir"): (1, _RESULTS),

@@ -1,0 +1,56 @@
+"""``backend: torchao``, ``mode: weight_only_ptq``: int8 or float8 weights, float activations.
+
+Per matched layer (see ``layers.py``):
+
+* Linear, int8: ``Int8WeightOnlyConfig`` (one scale per output channel);
+* Linear, ``fp8_e4m3fn`` / ``fp8_e5m2``: ``Float8WeightOnlyConfig`` with that dtype;
+* Embedding, int8: ``IntxWeightOnlyConfig(int8, per row)`` (the text encoder's token table is
+  the largest tensor of the model); float8 embeddings are not offered by torchao.
+
+Conv2d layers are not supported by torchao's weight-only tensors and stay in float. The
+result is smaller on disk and in memory; on a CPU it is no faster (the weights are
+de-quantised on the fly), which the report shows.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from .errors import QuantizeError, import_optional
+from .layers import LayerPlan
+
+NAME = "torchao"
+SUPPORTED = ("Linear", "Embedding")
+_FP8 = {"fp8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
+
+
+def _config(kind: str, dtype: str, name: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # torchao's import-time registration chatter
+        quant = import_optional("torchao.quantization", "quantize.backend torchao")
+    if kind == "Embedding":
+        if dtype != "int8":
+            raise QuantizeError(f"quantize.layers: {name} is an Embedding; torchao quantises embeddings to int8 "
+                                f"only, not {dtype} (set its weights dtype to int8 or native)")
+        from torchao.quantization.granularity import PerAxis
+
+        return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))
+    if dtype == "int8":
+        return quant.Int8WeightOnlyConfig()
+    return quant.Float8WeightOnlyConfig(weight_dtype=getattr(torch, _FP8[dtype]))
+
+
+def quantize_weights(model: nn.Module, plan: LayerPlan) -> nn.Module:
+    """Quantise ``plan.chosen`` layers of ``model`` in place; returns ``model``."""
+    from torchao.quantization import quantize_
+
+    groups: dict[tuple[str, str], set[str]] = {}
+    for choice in plan.chosen.values():
+        groups.setdefault((choice.kind, choice.weights), set()).add(choice.name)
+    for (kind, dtype), names in sorted(groups.items()):
+        config = _config(kind, dtype, next(iter(names)))
+        quantize_(model, config, filter_fn=lambda module, fqn, names=names: fqn in names)
+    return model

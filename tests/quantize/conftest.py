@@ -1,0 +1,54 @@
+"""Fixtures for the quantize tests: a tiny model (1-layer 32-wide BERT, narrow ResNet), the
+built-in synthetic data in TAO's layout (ODVG train = calibration source, COCO val), and a
+spec builder. Everything at 64 px on one thread."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+import torch
+
+from mask_grounding_dino.config import load_spec
+
+# Shared builders live beside the engine tests (the suite runs with --import-mode=importlib).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "engine"))
+
+from engine_helpers import make_dataset, make_text_encoder, tiny_spec  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def quant_setup(tmp_path_factory):
+    """(data folder, text encoder folder, float checkpoint path) shared by the session."""
+    from mask_grounding_dino.model.checkpoint import save_checkpoint
+    from mask_grounding_dino.model.grounding_dino import MaskGroundingDINO
+
+    root = tmp_path_factory.mktemp("quant")
+    data = make_dataset(root / "data", num_train=6, num_val=3)
+    encoder = make_text_encoder(root / "bert")
+    spec = load_spec(base=tiny_spec(root / "data", encoder, root / "unused"))
+    torch.manual_seed(0)
+    model = MaskGroundingDINO.from_config(spec.model)
+    path = root / "float.pth"
+    save_checkpoint(model, path)
+    return root / "data", encoder, path
+
+
+@pytest.fixture
+def quant_spec(quant_setup, tmp_path):
+    """``quant_spec(**dotted_overrides)`` -> a loaded spec quantising the tiny float checkpoint."""
+    data, encoder, checkpoint = quant_setup
+
+    def build(overrides: dict | None = None):
+        base = tiny_spec(data, encoder, tmp_path / "results")
+        base["dataset"]["quant_calibration_data_sources"] = dict(base["dataset"]["train_data_sources"][0])
+        base["dataset"]["train_data_sources"] = []
+        base["dataset"]["batch_size"] = 2
+        base["model"]["dropout_ratio"] = 0.0
+        extra = {"quantize.model_path": str(checkpoint), "quantize.results_dir": str(tmp_path / "quantized"),
+                 "quantize.device": "cpu", "quantize.num_calibration_images": 4}
+        extra.update(overrides or {})
+        return load_spec(base=base, overrides=extra)
+
+    return build
