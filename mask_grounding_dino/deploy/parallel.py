@@ -38,6 +38,7 @@ log = get_logger(__name__)
 _PREDICT_NOISE = (
     r"You are using a custom batch sampler",  # ShardedBatchSampler returns every index, unpadded
     r"predict returned None",                 # the detections go to the action's handler, not to Lightning
+    r".*but local rank has zero length",      # fewer batches than processes (allowed above)
 )
 
 #: What the action does with each batch: score it (evaluate) or write its files (inference).
@@ -136,6 +137,8 @@ class _DetectModule(pl.LightningModule):
         self.desc, self.progress_bar = desc, progress_bar
         self._bar: tqdm | None = None
         self._sizes: list[int] = []
+        # Fewer batches than processes leaves the last ranks without one: they wait for the results.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def on_predict_start(self) -> None:
         self.detector.backend.device = self.device

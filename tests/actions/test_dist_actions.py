@@ -27,6 +27,8 @@ from mask_grounding_dino.utils.log import enable_console
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "engine"))
 from engine_helpers import cli_command, cli_env  # noqa: E402
+# The ground truth with each image's annotations replaced by its top detections.
+from test_validation_matches_evaluate import _labels_from_predictions as _own_labels  # noqa: E402
 
 #: Runs ``action spec`` pairs in one program; each rank writes the image ids it detected on.
 SCRIPT = '''
@@ -87,20 +89,6 @@ def _files(folder: pathlib.Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]
             if p.is_file() and p.name not in skip}
 
 
-def _own_labels(gt_path, results_path, out_path, per_image: int = 3) -> None:
-    """The ground truth with its annotations replaced by each image's top detections."""
-    gt = json.loads(pathlib.Path(gt_path).read_text())
-    predictions = json.loads(pathlib.Path(results_path).read_text())
-    annotations = []
-    for image in gt["images"]:
-        mine = sorted((p for p in predictions if p["image_id"] == image["id"]), key=lambda p: -p["score"])
-        for p in mine[:per_image]:
-            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": p["category_id"],
-                                "bbox": p["bbox"], "area": p["bbox"][2] * p["bbox"][3], "iscrowd": 0,
-                                "segmentation": p["segmentation"]})
-    pathlib.Path(out_path).write_text(json.dumps({**gt, "annotations": annotations}))
-
-
 #: Files whose text holds the run's own folder, spec or duration (compared without those fields).
 _RUN_SPECIFIC = ("evaluate_spec.yaml", "inference_spec.yaml")
 
@@ -137,11 +125,13 @@ def test_evaluate_od_and_vg_on_two_cpu_processes_equal_one_process(data, tiny_ch
                "dataset.test_data_sources": {"image_dir": str(data / "vg" / "images.tar.gz"),
                                              "json_file": str(data / "vg" / "annotations_odvg.jsonl"),
                                              "data_type": "VG"}}
+    one_batch = {**od_keys, "dataset.batch_size": 8}  # 5 images, 1 batch: rank 1 has none and waits
     _in_process(evaluate, _spec(tmp_path, "od_one", od_keys))
     _in_process(evaluate, _spec(tmp_path, "vg_one", vg_keys))
+    _in_process(evaluate, _spec(tmp_path, "one_batch_one", one_batch))
 
     specs = []
-    for name, keys in (("od_two", od_keys), ("vg_two", vg_keys)):
+    for name, keys in (("od_two", od_keys), ("vg_two", vg_keys), ("one_batch_two", one_batch)):
         specs += ["evaluate", str(tmp_path / f"{name}.yaml")]
         save_spec(_spec(tmp_path, name, {**keys, "evaluate.num_gpus": 2}), specs[-1])
     script, ranks = tmp_path / "dist_script.py", tmp_path / "ranks"
@@ -162,6 +152,12 @@ def test_evaluate_od_and_vg_on_two_cpu_processes_equal_one_process(data, tiny_ch
     vg_ranks = [json.loads((ranks / f"vg_two.yaml.rank{r}.json").read_text()) for r in (0, 1)]
     _check_split(vg_ranks, [[e["image_id"], e["grounding"]["expression_id"]] for e in expressions])
     assert [len(r["seen"]) for r in vg_ranks] == [6, 3]   # 5 batches of 2: rank 0 runs 3, rank 1 runs 2
+
+    lone_metrics = _compare_evaluate(tmp_path / "one_batch_one" / "evaluate",
+                                     tmp_path / "one_batch_two" / "evaluate", "own_labels")
+    assert lone_metrics["[bbox] test_mAP@50"] > 0.3, lone_metrics
+    lone = [json.loads((ranks / f"one_batch_two.yaml.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [len(r["seen"]) for r in lone] == [5, 0]
 
 
 @pytest.mark.slow
