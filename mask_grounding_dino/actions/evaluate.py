@@ -44,6 +44,8 @@ HELP = {
         ("dataset.test_data_sources.image_dir", "the images: a folder, an images.tar.gz or an s3:// URL"),
         ("dataset.test_data_sources.json_file", "the annotations: COCO json (OD) or ODVG jsonl (VG)"),
         ("dataset.test_data_sources.data_type", "OD (default: COCO metrics) or VG (referring metrics)"),
+        ("evaluate.num_gpus", "devices per node (evaluate.num_nodes: nodes); more than one splits the test set over "
+                            "processes (without a GPU: that many CPU processes); ONNX files run in one"),
         ("evaluate.results_dir", "where the report goes (default: <results_dir>/evaluate)"),
         ("evaluate.conf_threshold", "score a detection needs to be kept (also nms_threshold, text_threshold)"),
     ],

@@ -49,6 +49,8 @@ HELP = {
         ("dataset.infer_data_sources.json_file", "VG instead: an inference.jsonl (image_path + expression per line) "
                                                  "with dataset.infer_data_sources.data_type=VG"),
         ("inference.conf_threshold", "score a detection needs to be drawn and written (TAO: 0.5)"),
+        ("inference.num_gpus", "devices per node (inference.num_nodes: nodes); more than one splits the images over "
+                            "processes (without a GPU: that many CPU processes); ONNX files run in one"),
         ("inference.results_dir", "where the outputs go (default: <results_dir>/inference)"),
         ("inference.color_map", "class name -> colour of its box, mask and tag, e.g. {red circle: red}"),
         ("inference.outline_width", "line width of boxes and mask outlines, in pixels of the picture"),
