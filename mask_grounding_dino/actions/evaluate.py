@@ -14,20 +14,23 @@ Also in the results folder (``evaluate.results_dir``, else ``<results_dir>/evalu
 ``detailed_results_<name>.json``, ``key_metrics_<name>.csv``, ``evaluation_summary_<name>.txt``,
 ``latest_results.json`` and ``evaluate_spec.yaml`` (the resolved spec). ``<name>`` is the
 stem of the test json.
+
+``evaluate.num_gpus`` / ``num_nodes`` > 1 (PyTorch models): the test set is split over the
+processes (``deploy/parallel.py``), the metrics are computed once over every process's
+predictions, and rank 0 writes the files; the numbers equal a one-process run's.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
-
-from tqdm import tqdm
 
 from ..config import require
 from ..deploy.detector import Thresholds
+from ..deploy.parallel import run_detector
 from ..metrics.scoring import DatasetScoring
 from ..metrics.report import safe_name, write_evaluation_report
+from ..utils.log import process_rank
 from .common import open_model_run, print_table
 
 #: ``mask_grounding_dino evaluate --help`` (read from this file by the CLI without importing it).
@@ -41,6 +44,8 @@ HELP = {
         ("dataset.test_data_sources.image_dir", "the images: a folder, an images.tar.gz or an s3:// URL"),
         ("dataset.test_data_sources.json_file", "the annotations: COCO json (OD) or ODVG jsonl (VG)"),
         ("dataset.test_data_sources.data_type", "OD (default: COCO metrics) or VG (referring metrics)"),
+        ("evaluate.num_gpus", "devices per node (evaluate.num_nodes: nodes); more than one splits the test set over "
+                            "processes (without a GPU: that many CPU processes); ONNX files run in one"),
         ("evaluate.results_dir", "where the report goes (default: <results_dir>/evaluate)"),
         ("evaluate.conf_threshold", "score a detection needs to be kept (also nms_threshold, text_threshold)"),
     ],
@@ -69,7 +74,7 @@ def run(cfg, *, progress_bar: bool = True) -> int:
     data_type = (source.data_type or "OD").upper()
     run_ = open_model_run(cfg, "evaluate", "test", cfg.evaluate)
     path, backend, results_dir = run_.path, run_.backend, run_.results_dir
-    dataset, loader, thresholds, detector = run_.dataset, run_.loader, run_.thresholds, run_.detector
+    dataset, thresholds = run_.dataset, run_.thresholds
     # The scorer validation uses during training: same model, same data -> same numbers.
     scoring = DatasetScoring(data_type, coco_gt=source.json_file,
                              categories=dict(dataset.categories) if data_type == "OD" else None,
@@ -77,14 +82,15 @@ def run(cfg, *, progress_bar: bool = True) -> int:
                              keep_predictions=True)
 
     started = time.time()
-    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress_bar, file=sys.stderr,
-                      dynamic_ncols=True):
-        scoring.add(batch.targets, detector.detect_batch(batch, data_type))
-    key_metrics, metrics = scoring.compute("test")
+    run_detector(run_, data_type, lambda batch, detections: scoring.add(batch.targets, detections),
+                 desc="evaluate", progress_bar=progress_bar)
+    key_metrics, metrics = scoring.compute("test")  # every process's predictions, scored once
     seconds = time.time() - started
 
     name = safe_name(os.path.splitext(os.path.basename(source.json_file))[0])
     predictions = scoring.write_predictions(results_dir, name)
+    if process_rank() != 0:  # the other processes of a multi-process run: rank 0 reports
+        return 0
     header = _header(path, backend, source, data_type, thresholds, seconds, len(dataset))
     details = {"data_type": data_type, "model": path, "backend": backend.describe(), "test_data": source.json_file,
                "image_dir": source.image_dir, "thresholds": thresholds.as_dict(), "seconds": seconds,

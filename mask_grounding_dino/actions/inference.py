@@ -14,21 +14,24 @@ Outputs (``inference.results_dir``, else ``<results_dir>/inference``): ``images_
 results with RLE masks) + ``results_index.json``, ``inference_spec.yaml``. See
 ``deploy/results_writer.py``. With several sources (or ``is_internal``) each source writes
 into a sub-folder named after it.
+
+``inference.num_gpus`` / ``num_nodes`` > 1 (PyTorch models): the images are split over the
+processes (``deploy/parallel.py``); each writes the pictures and labels of its own images, and
+rank 0 writes ``results.json`` for all of them, the files a one-process run writes.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections import Counter
 
-from tqdm import tqdm
-
 from ..config import is_unset
+from ..deploy.parallel import run_detector
 from ..deploy.results_writer import InferenceWriter, normalise_color_map, safe_relative
 from ..errors import SpecError
+from ..utils.log import process_rank
 from .common import open_model_run, print_table
 
 #: ``mask_grounding_dino inference --help`` (read from this file by the CLI without importing it).
@@ -46,6 +49,8 @@ HELP = {
         ("dataset.infer_data_sources.json_file", "VG instead: an inference.jsonl (image_path + expression per line) "
                                                  "with dataset.infer_data_sources.data_type=VG"),
         ("inference.conf_threshold", "score a detection needs to be drawn and written (TAO: 0.5)"),
+        ("inference.num_gpus", "devices per node (inference.num_nodes: nodes); more than one splits the images over "
+                            "processes (without a GPU: that many CPU processes); ONNX files run in one"),
         ("inference.results_dir", "where the outputs go (default: <results_dir>/inference)"),
         ("inference.color_map", "class name -> colour of its box, mask and tag, e.g. {red circle: red}"),
         ("inference.outline_width", "line width of boxes and mask outlines, in pixels of the picture"),
@@ -124,26 +129,28 @@ def run(cfg, *, progress_bar: bool = True) -> int:
     section, src = cfg.inference, cfg.dataset.infer_data_sources
     run_ = open_model_run(cfg, "inference", "infer", section)
     path, backend, results_dir = run_.path, run_.backend, run_.results_dir
-    dataset, loader, thresholds, detector = run_.dataset, run_.loader, run_.thresholds, run_.detector
+    dataset, thresholds = run_.dataset, run_.thresholds
     categories = list(dataset.od_caption.phrases) if data_type == "OD" else None
     writer = InferenceWriter(results_dir, categories=categories, color_map=section.color_map,
                              outline_width=section.outline_width)
     names = output_names(dataset, src.image_dirs, nested=len(dataset.sources) > 1 or bool(section.is_internal))
 
-    started = time.time()
-    detections = 0
-    for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress_bar, file=sys.stderr,
-                      dynamic_ncols=True):
-        for target, det in zip(batch.targets, detector.detect_batch(batch, data_type)):
-            entry = dataset.entries[int(target.image_id)]
+    def write(batch, detections) -> None:
+        for target, det in zip(batch.targets, detections):
+            index = int(target.image_id)  # the entry's position in the data set
+            entry = dataset.entries[index]
             image = dataset.sources[entry.source].read(entry.path)
-            writer.add(image, names[int(target.image_id)], det, expression=entry.expression)
-            detections += len(det)
-    paths = writer.close()
+            writer.add(image, names[index], det, expression=entry.expression, image_id=index)
+
+    started = time.time()
+    run_detector(run_, data_type, write, desc="inference", progress_bar=progress_bar)
+    paths = writer.close()  # every process's results, written once
     seconds = time.time() - started
+    if process_rank() != 0:  # the other processes of a multi-process run: rank 0 reports
+        return 0
 
     rows = [("model", f"{path} ({backend.kind})"), ("mode", data_type), ("images", str(len(dataset))),
-            ("detections", str(detections)), ("images with nothing kept", str(writer.num_empty)),
+            ("detections", str(len(writer.results))), ("images with nothing kept", str(writer.num_empty)),
             ("thresholds", ", ".join(f"{k}={v:g}" for k, v in thresholds.as_dict().items())),
             ("annotated images", str(paths["images_annotated"])), ("labels", str(paths["labels"])),
             ("results", str(paths["results"])), ("time", f"{seconds:.1f} s")]

@@ -2,8 +2,9 @@
 
 * the file: ``<action>.trt_engine`` when set (TensorRT; refused with a clear reason here),
   else ``<action>.checkpoint`` (a checkpoint or an ``.onnx`` file);
-* the device: the first of ``<action>.gpu_ids`` when CUDA is available, else the CPU (one
-  device; a request for more is noted, not silently ignored);
+* the device: the first of ``<action>.gpu_ids`` when CUDA is available, else the CPU; a run
+  over several processes (``deploy/parallel.py``) opens it on the CPU and Lightning puts each
+  rank's replica on its own device;
 * the input size: an ONNX graph exported at H x W fixes ``<action>.input_width/height``
   (as TAO Deploy, which resizes to the engine's size; a different spec value is noted).
 """
@@ -30,16 +31,12 @@ def model_path(cfg, action: str) -> tuple[str, str]:
     return str(section.checkpoint), f"{action}.checkpoint"
 
 
-def open_action_model(cfg, action: str):
-    """The backend for ``cfg.<action>`` (see the module docstring)."""
+def open_action_model(cfg, action: str, *, device: str | None = None):
+    """The backend for ``cfg.<action>`` (see the module docstring); ``device`` overrides the choice."""
     section = getattr(cfg, action)
     path, key = model_path(cfg, action)
-    backend = open_backend(path, model_section=cfg.model, gpu_ids=section.gpu_ids, key=key,
+    backend = open_backend(path, model_section=cfg.model, device=device, gpu_ids=section.gpu_ids, key=key,
                            text_encoder_type=cfg.model.text_encoder_type)
-    wanted = max(int(section.num_gpus or 1), len(section.gpu_ids or []), 1) * max(int(section.num_nodes or 1), 1)
-    if wanted > 1 and backend.device.type == "cuda":
-        log.info(f"note: {action} runs on one device ({backend.device}); {action}.num_gpus/gpu_ids/num_nodes "
-                 "beyond the first GPU are not used")
     fit_input_size(cfg, action, backend)
     return backend
 

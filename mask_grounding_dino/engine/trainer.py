@@ -61,7 +61,7 @@ def quiet_lightning() -> Iterator[None]:
 PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 
 
-def _devices(train_cfg) -> tuple[str, object]:
+def _devices(train_cfg, key: str = "train") -> tuple[str, object]:
     num = max(1, int(train_cfg.num_gpus))
     if torch.cuda.is_available():
         ids = [int(i) for i in (train_cfg.gpu_ids or [])]
@@ -69,26 +69,38 @@ def _devices(train_cfg) -> tuple[str, object]:
             return "gpu", ids[:num]
         return "gpu", num
     if num > 1 and os.environ.get("LOCAL_RANK", "0") == "0":  # once, not again in each launched process
-        log.info(f"notice: no GPU found; train.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
+        log.info(f"notice: no GPU found; {key}.num_gpus={num} runs {num} CPU processes (DDP over gloo)")
     return "cpu", num
 
 
 def _strategy(train_cfg, accelerator: str, devices) -> object:
     count = len(devices) if isinstance(devices, list) else int(devices)
     multi = count > 1 or int(train_cfg.num_nodes) > 1
-    kind = str(train_cfg.distributed_strategy).lower()
+    kind = str(getattr(train_cfg, "distributed_strategy", "ddp")).lower()  # evaluate / inference: always DDP
     if not multi:
         return "auto"
     if kind == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
-        # TAO: unused parameters are possible when activation checkpointing is off.
-        return DDPStrategy(find_unused_parameters=not train_cfg.activation_checkpoint,
+        # TAO: unused parameters are possible when activation checkpointing is off (training only:
+        # prediction runs the model without the DDP wrapper).
+        return DDPStrategy(find_unused_parameters=not getattr(train_cfg, "activation_checkpoint", True),
                            process_group_backend="nccl" if accelerator == "gpu" else "gloo")
     if kind == "fsdp":
         if accelerator != "gpu":
             raise SpecError("train.distributed_strategy: fsdp needs GPUs; use ddp on CPU")
         return "fsdp"
     raise SpecError(f"train.distributed_strategy: '{kind}' is not supported; allowed: ddp, fsdp")
+
+
+def device_settings(section, key: str = "train") -> dict:
+    """Lightning's ``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` for a spec section with
+    TAO's ``num_gpus`` / ``gpu_ids`` / ``num_nodes`` (``train``, ``evaluate``, ``inference``): GPUs
+    when CUDA is there, else ``num_gpus`` CPU processes; DDP (nccl / gloo) when more than one
+    process; torchrun and SLURM environments are detected by Lightning. ``key`` names the section
+    in notices."""
+    accelerator, devices = _devices(section, key)
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": int(section.num_nodes),
+            "strategy": _strategy(section, accelerator, devices)}
 
 
 def _precision(train_cfg, accelerator: str, strategy) -> str:
@@ -134,8 +146,8 @@ def wandb_arguments(wb, results_dir: str) -> dict:
 def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | None = None,
                   max_steps: int = -1, enable_progress_bar: bool = True) -> pl.Trainer:
     tc = cfg.train
-    accelerator, devices = _devices(tc)
-    strategy = _strategy(tc, accelerator, devices)
+    devices = device_settings(tc)
+    accelerator, strategy = devices["accelerator"], devices["strategy"]
     # Both continue in the same folders when a run resumes (new event file; rows appended).
     loggers = [TensorBoardLogger(results_dir, name="tensorboard", version=""),
                AppendingCSVLogger(results_dir, name="csv_logs", version="")]
@@ -148,7 +160,7 @@ def build_trainer(cfg, results_dir: str, callbacks: list, *, max_epochs: int | N
     elif tc.cudnn.deterministic:  # on CPU: bit-identical runs whatever the machine load (engine/determinism.py)
         callbacks = [*callbacks, DeterministicCpu()]
     return pl.Trainer(
-        accelerator=accelerator, devices=devices, num_nodes=int(tc.num_nodes), strategy=strategy,
+        **devices,
         precision=_precision(tc, accelerator, strategy),
         max_epochs=int(max_epochs if max_epochs is not None else tc.num_epochs), max_steps=max_steps,
         gradient_clip_val=float(tc.clip_grad_norm) if tc.clip_grad_norm else None,

@@ -23,6 +23,10 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
 def gather_to_rank0(obj: T) -> list[T] | None:
     """Every process's ``obj`` in rank order on rank 0, None on other ranks; ``[obj]`` alone."""
     if not is_distributed():

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from ..utils.atomic import atomic_write_json
 from ..writers.coco_results import encode_masks, write_coco_results
 from .coco_evaluator import CocoEvaluator
-from .distributed import gather_to_rank0
+from .distributed import gather_to_rank0, rank
 from .referring import ReferringEvaluator
 
 
@@ -66,13 +66,16 @@ class DatasetScoring:
     def write_predictions(self, results_dir: str, name: str) -> str | None:
         """After :meth:`compute`: ``<name>_results.json`` (OD, COCO entries) or
         ``<name>_predictions.json`` (VG) on rank 0; None on other ranks."""
-        if self.data_type == "OD":
+        if self.data_type == "OD":  # compute() gathered every process's entries on rank 0
+            if rank() != 0:
+                return None
             path = os.path.join(results_dir, f"{name}_results.json")
             return str(write_coco_results(path, self.evaluator.results))
         gathered = gather_to_rank0(self._predictions)
         if gathered is None:
             return None
         path = os.path.join(results_dir, f"{name}_predictions.json")
+        # Ranks run contiguous blocks of the data (deploy/parallel.py): rank order is data order.
         atomic_write_json(path, [p for part in gathered for p in part], indent=None)
         return path
 

@@ -56,6 +56,25 @@ def test_vg_writer_gives_each_expression_a_category(tmp_path):
     assert (tmp_path / "labels" / "img.txt").read_text().splitlines()[0].startswith("red_car 0.00 0 0.00 4.00 5.00")
 
 
+def test_vg_writer_files_follow_the_image_ids_not_the_order_images_came_in(tmp_path):
+    """A process of a multi-process run sees a later block of images first (or only); the files
+    are the ones written when the same images come in data order."""
+    image = np.zeros((20, 30, 3), np.uint8)
+    items = [("a.png", _detections(1, phrase="dog"), "a dog ."), ("b.png", _detections(2, phrase="cat"), "a cat ."),
+             ("c.png", _detections(1, phrase="dog"), "a dog .")]
+    written = {}
+    for name, order in (("in_order", [0, 1, 2]), ("shuffled", [2, 0, 1])):
+        writer = InferenceWriter(tmp_path / name, categories=None)
+        for i in order:
+            writer.add(image, items[i][0], items[i][1], expression=items[i][2], image_id=i)
+        paths = writer.close()
+        written[name] = (paths["results"].read_bytes(), paths["index"].read_bytes())
+    assert written["shuffled"] == written["in_order"]
+    results = json.loads(written["in_order"][0])
+    # Categories numbered by the images' ids: "a dog ." (image 0) is 0, "a cat ." (image 1) is 1.
+    assert [(r["image_id"], r["category_id"]) for r in results] == [(0, 0), (1, 1), (1, 1), (2, 0)]
+
+
 def test_nvdsinfer_config_for_a_fixed_batch(tmp_path):
     config = nvdsinfer_config(tmp_path / "m.onnx", input_size=(544, 960), output_names=["pred_logits", "pred_boxes"],
                               batch_size=4, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), gpu_id=1)
