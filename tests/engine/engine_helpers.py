@@ -225,8 +225,10 @@ sys.path.insert(0, {helpers_dir!r})
 from engine_helpers import RunRecorder
 from mask_grounding_dino.actions import train
 from mask_grounding_dino.config import load_spec
+from mask_grounding_dino.utils.log import enable_console
 
 if __name__ == "__main__":
+    enable_console()  # a program using the library chooses to show its messages, as the CLI does
     sys.exit(train.run(load_spec(sys.argv[1]), progress_bar=False, callbacks=[RunRecorder(sys.argv[2])]))
 '''
 
