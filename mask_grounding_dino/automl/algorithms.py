@@ -42,7 +42,7 @@ def sampler_for(settings: AutoMLSettings) -> optuna.samplers.BaseSampler:
         startup = max(2, min(10, settings.automl_max_recommendations // 4))
         # constant_liar: parallel workers do not all propose the same point.
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                          constant_liar=True, warn_independent_sampling=False)
+                                          constant_liar=True)
     return optuna.samplers.RandomSampler(seed=seed)
 
 

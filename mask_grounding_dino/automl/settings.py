@@ -148,7 +148,8 @@ def load_settings(path: str | None = None, pairs: list[str] | dict[str, Any] | N
         from ..data import fileio
 
         try:
-            data = yaml.safe_load(fileio.open_text(path).read()) or {}
+            with fileio.open_text(path) as handle:
+                data = yaml.safe_load(handle.read()) or {}
         except yaml.YAMLError as exc:
             raise AutoMLError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
         if isinstance(data, dict) and isinstance(data.get("automl_settings"), dict):
