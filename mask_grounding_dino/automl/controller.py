@@ -56,6 +56,13 @@ class StudyRun:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     error: str | None = None
 
+    @property
+    def budget(self) -> int:
+        """Trials the study finishes: recommendations, or population x generations for PBT."""
+        s = self.settings
+        return s.automl_population_size * s.automl_max_generations if s.automl_algorithm == "pbt" \
+            else s.automl_max_recommendations
+
 
 def open_study(settings: AutoMLSettings, url: str, direction: str) -> optuna.Study:
     storage = open_storage(url)
@@ -98,7 +105,7 @@ def _progress(run: StudyRun) -> str:
     done = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
     best = results.best_trial(run.study)
     best_text = f"; best trial {best.number} {run.ctx.metric} {best.value:.4f}" if best else ""
-    return (f"AutoML: {done}/{run.settings.automl_max_recommendations} trials done ({c[TrialState.PRUNED]} pruned, "
+    return (f"AutoML: {done}/{run.budget} trials done ({c[TrialState.PRUNED]} pruned, "
             f"{c[TrialState.FAIL]} failed), {c[TrialState.RUNNING]} running, elapsed "
             f"{format_seconds(time.time() - run.started)}{best_text}")
 
@@ -199,7 +206,7 @@ def _worker(run: StudyRun, objective, callback) -> None:
 def run_workers(run: StudyRun) -> None:
     """Run trials until the study's budget is spent; raises AutoMLError after a failure streak."""
     log.info(f"AutoML: study {run.study.study_name!r}, {run.settings.automl_algorithm}, "
-             f"{run.settings.automl_max_recommendations} trials, {run.settings.automl_max_concurrent} at once here; "
+             f"{run.budget} trials, {run.settings.automl_max_concurrent} at once here; "
              f"dead trials are repeated after {GRACE_S} s without a heartbeat")
     for param in run.space.params:
         log.info(f"AutoML: search {param.name}: {param.describe()}")

@@ -28,7 +28,7 @@ def open_storage(url: str) -> RDBStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
     except Exception as exc:  # noqa: BLE001 - any driver error: a one-line message naming the URL
         from .errors import AutoMLError
 

@@ -1,0 +1,116 @@
+"""Whole studies through the public command: real trial processes (train jobs), a real Optuna
+storage (SQLite), the files a study leaves, failures, and resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from engine_helpers import cli_env
+
+from mask_grounding_dino.config import load_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _automl(spec, *pairs, timeout=900):
+    return subprocess.run([sys.executable, "-m", "mask_grounding_dino", "automl", "-e", str(spec), *pairs],
+                          env=cli_env(), capture_output=True, text=True, timeout=timeout, cwd=str(spec.parent))
+
+
+def _report(spec) -> dict:
+    return json.loads((spec.parent / "run" / "automl" / "report.json").read_text())
+
+
+def test_asha_study_runs_its_trials_as_jobs_and_reports_the_winner(automl_spec):
+    out = _automl(automl_spec, "automl_algorithm=asha", "automl_max_recommendations=3", "automl_max_epochs=2",
+                  "automl_max_concurrent=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = automl_spec.parent / "run" / "automl"
+    report = _report(automl_spec)
+    assert report["counts"]["COMPLETE"] + report["counts"]["PRUNED"] == 3
+    assert report["counts"]["FAIL"] == 0
+    # One progress line per trial start and end, and an overall line.
+    for n in range(3):
+        assert f"AutoML: trial {n} start" in out.stderr and f"AutoML: trial {n} " in out.stderr
+    assert "AutoML: 3/3 trials done" in out.stderr
+    # Each trial is a job of the jobs package, run through the CLI, in its own folder.
+    from mask_grounding_dino.jobs import Workspace
+
+    jobs = Workspace(folder / "jobs", start_runner=False).list_jobs()
+    assert len(jobs) == 3 and all(j.action == "train" and j.automl_policy == "off" for j in jobs)
+    controller = json.loads((folder / "controller.json").read_text())
+    assert sorted(r["job_id"] for r in controller) == sorted(j.id for j in jobs)
+    for n in range(3):
+        rec = yaml.safe_load((folder / f"recommendation_{n}.yaml").read_text())
+        assert set(rec) == set(report["search_space"])
+    best = report["best"]
+    values = [r["value"] for r in controller if r["status"] == "COMPLETE"]
+    assert best["value"] == max(values)
+    assert os.path.isfile(best["checkpoint"])
+    # best_spec.yaml is the winner's full spec, loadable as is, training anew in the study's results_dir.
+    cfg = load_spec(best["spec"])
+    for key, value in best["params"].items():
+        section, *rest = key.split(".")
+        node = getattr(cfg, section)
+        for part in rest:
+            node = getattr(node, part)
+        assert node == pytest.approx(value), key
+    assert cfg.train.results_dir in ("", None) and cfg.results_dir == str(automl_spec.parent / "run")
+    for name in ("optimization_history", "parallel_coordinate", "param_importances", "intermediate_values"):
+        assert (folder / "plots" / f"{name}.png").is_file() or name in ("param_importances",)
+    assert "## Best trial" in (folder / "report.md").read_text()
+
+
+def test_trials_without_the_metric_fail_and_three_in_a_row_stop_the_study(automl_spec):
+    # The tiny spec trains boxes only: a segm metric is never recorded.
+    out = _automl(automl_spec, "metric=[segm] val_mAP@50", "automl_max_recommendations=5",
+                  "automl_max_concurrent=3", "automl_algorithm=bayesian")
+    assert out.returncode == 2, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "3 trials failed in a row" in errors[0]
+    report = _report(automl_spec)
+    assert report["counts"]["FAIL"] == 3 and report["best"] is None
+    assert all(r["value"] is None and "without recording" in r["reason"] for r in report["trials"])
+
+
+def test_kill_9_of_the_controller_then_rerun_continues_the_same_study(automl_spec):
+    pairs = ("automl_algorithm=bayesian", "automl_max_recommendations=3", "automl_max_concurrent=1")
+    folder = automl_spec.parent / "run" / "automl"
+    controller = subprocess.Popen([sys.executable, "-m", "mask_grounding_dino", "automl", "-e", str(automl_spec),
+                                   *pairs], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, cwd=str(automl_spec.parent))
+    deadline = time.time() + 600
+    # Kill it while its second trial trains: one trial finished, one in flight.
+    while time.time() < deadline:
+        path = folder / "controller.json"
+        rows = json.loads(path.read_text()) if path.is_file() else []
+        if any(r["status"] == "COMPLETE" for r in rows) and (folder / "recommendation_1.yaml").is_file():
+            break
+        time.sleep(0.5)
+    else:
+        controller.kill()
+        pytest.fail("the first trial did not finish in time")
+    os.kill(controller.pid, signal.SIGKILL)
+    controller.wait()
+    out = _automl(automl_spec, *pairs)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = _report(automl_spec)
+    assert report["counts"]["COMPLETE"] == 3
+    rows = report["trials"]
+    retried = [r for r in rows if r["retry_of"] is not None]
+    assert len(retried) == 1 and retried[0]["retry_of"] == 1  # the trial in flight, repeated once
+    assert [r["status"] for r in rows if r["id"] == 1] == ["FAIL"]
+    # No trial counted twice: the repeat took the dead trial's job over, no job was started twice.
+    from mask_grounding_dino.jobs import Workspace
+
+    jobs = Workspace(folder / "jobs", start_runner=False).list_jobs()
+    assert len(jobs) == 3
+    assert retried[0]["job_id"] == next(r["job_id"] for r in rows if r["id"] == 1)
