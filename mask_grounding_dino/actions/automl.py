@@ -85,6 +85,12 @@ def run(spec_file: str | None, overrides: list[str], settings, *, job_timeout_s:
             pbt.run_population(run_)
         else:
             controller.run_workers(run_)
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped on purpose (Ctrl-C, or SIGTERM: a canceled AutoML job): its trials stop too.
+        # A kill -9 cannot do this; the trials then run on and a rerun takes them over.
+        run_.stop.set()
+        _cancel_trials(workspace)
+        raise
     finally:
         report = results.write_report(folder, study, ctx, settings, space, started, time.time())
     best = report["best"]
@@ -93,6 +99,21 @@ def run(spec_file: str | None, overrides: list[str], settings, *, job_timeout_s:
                  f"spec {best['spec']}; checkpoint {best['checkpoint']}")
     log.info(f"AutoML: report {os.path.join(folder, 'report.md')}")
     return report
+
+
+def _cancel_trials(workspace) -> None:
+    for job in workspace.list_jobs(status=("Pending", "Running")):
+        log.info(f"AutoML: stopping trial job {job.label}")
+        workspace.cancel(job.id, wait=False)
+
+
+def _exit_on_sigterm() -> None:
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def split_pairs(pairs: list[str]) -> tuple[list[str], list[str]]:
@@ -128,5 +149,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)
     setting_pairs, overrides = split_pairs(args.pairs)
     settings = load_settings(args.automl_spec, setting_pairs)
+    _exit_on_sigterm()
     run(args.spec, overrides, settings)
     return 0

@@ -65,13 +65,16 @@ def perturb(values: dict, space, factor: float, rng: random.Random) -> dict:
     return out
 
 
-def _groups_rates(optim: dict) -> list[float]:
-    return [optim["lr"], optim["lr_backbone"], optim["lr"] * optim["lr_linear_proj_mult"]]
+def _group_rates(optim: dict) -> dict[str, float]:
+    """Base rate of each of our optimiser's parameter groups (engine/optim.py names them)."""
+    return {"main": optim["lr"], "backbone": optim["lr_backbone"],
+            "linear_proj": optim["lr"] * optim["lr_linear_proj_mult"]}
 
 
 def transplant(source: str, target: str, old: dict, new: dict) -> None:
     """Copy a training checkpoint, its optimiser and scheduler rescaled from ``old`` to ``new``
-    learning rates / weight decay (dicts of train.optim values)."""
+    learning rates / weight decay (dicts of train.optim values). Groups are known by name: the
+    defaults give two groups the same rate (lr_backbone = lr x lr_linear_proj_mult = 2e-5)."""
     import torch
 
     from ..utils.atomic import atomic_torch_save
@@ -80,24 +83,20 @@ def transplant(source: str, target: str, old: dict, new: dict) -> None:
         shutil.copyfile(source, target)
         return
     ckpt = torch.load(source, map_location="cpu", weights_only=True)
-    olds, news = _groups_rates(old), _groups_rates(new)
-
-    def ratio(initial: float) -> float:
-        for o, n in zip(olds, news):
-            if math.isclose(initial, o, rel_tol=1e-6):
-                return n / o if o else 1.0
-        return 1.0
-
+    olds, news = _group_rates(old), _group_rates(new)
     ratios = []
     for state in ckpt.get("optimizer_states", []):
         for group in state["param_groups"]:
-            r = ratio(group.get("initial_lr", group["lr"]))
-            ratios.append(r)
-            group["lr"] *= r
-            if "initial_lr" in group:
-                group["initial_lr"] *= r
-            if math.isclose(group.get("weight_decay", 0.0), old["weight_decay"], rel_tol=1e-6):
-                group["weight_decay"] = new["weight_decay"]
+            name = group.get("name")
+            if name not in olds:
+                raise AutoMLError(f"{source}: optimiser group {name!r} is not one of {', '.join(olds)}; "
+                                  "cannot carry new learning rates into it")
+            ratio = news[name] / olds[name] if olds[name] else 1.0
+            ratios.append(ratio)
+            for key in ("lr", "initial_lr"):
+                if key in group:
+                    group[key] *= ratio
+            group["weight_decay"] = new["weight_decay"]
     for sched in ckpt.get("lr_schedulers", []):
         for key in ("base_lrs", "_last_lr"):
             if key in sched:

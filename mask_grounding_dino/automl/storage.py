@@ -3,7 +3,7 @@
 Default: SQLite, ``sqlite:///<automl folder>/automl.db``; any SQLAlchemy URL works
 (``postgresql+psycopg2://user@host:5432/db`` for workers on several machines). Workers beat a
 heartbeat; a trial whose worker stopped beating for ``GRACE_S`` is marked FAIL and queued
-again with the same parameters (RetryFailedTrialCallback), so a killed controller or machine
+again with the same parameters (RetryHeartbeatStaleTrialCallback), so a killed controller or machine
 costs only that trial's lost epochs: the retry resumes from its checkpoints.
 """
 
@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+import warnings
+
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 #: Seconds between a running trial's heartbeats, and the silence after which it is dead.
 HEARTBEAT_S = 5
@@ -27,8 +29,10 @@ def storage_url(folder: str, url: str | None) -> str:
 def open_storage(url: str) -> RDBStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
+        with warnings.catch_warnings():  # heartbeats and their retry callback are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
     except Exception as exc:  # noqa: BLE001 - any driver error: a one-line message naming the URL
         from .errors import AutoMLError
 

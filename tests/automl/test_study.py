@@ -38,9 +38,10 @@ def test_asha_study_runs_its_trials_as_jobs_and_reports_the_winner(automl_spec):
     assert report["counts"]["COMPLETE"] + report["counts"]["PRUNED"] == 3
     assert report["counts"]["FAIL"] == 0
     # One progress line per trial start and end, and an overall line.
+    text = out.stdout + out.stderr
     for n in range(3):
-        assert f"AutoML: trial {n} start" in out.stderr and f"AutoML: trial {n} " in out.stderr
-    assert "AutoML: 3/3 trials done" in out.stderr
+        assert f"AutoML: trial {n} start" in text and f"AutoML: trial {n} " in text
+    assert "AutoML: 3/3 trials done" in text
     # Each trial is a job of the jobs package, run through the CLI, in its own folder.
     from mask_grounding_dino.jobs import Workspace
 
@@ -74,7 +75,7 @@ def test_trials_without_the_metric_fail_and_three_in_a_row_stop_the_study(automl
     out = _automl(automl_spec, "metric=[segm] val_mAP@50", "automl_max_recommendations=5",
                   "automl_max_concurrent=3", "automl_algorithm=bayesian")
     assert out.returncode == 2, out.stderr[-3000:]
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "3 trials failed in a row" in errors[0]
     report = _report(automl_spec)
     assert report["counts"]["FAIL"] == 3 and report["best"] is None
