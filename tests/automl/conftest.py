@@ -11,6 +11,7 @@ import pytest
 _TESTS = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_TESTS / "engine"))
 sys.path.insert(0, str(_TESTS / "jobs"))
+sys.path.insert(0, str(_TESTS / "automl"))
 
 from engine_helpers import make_dataset, make_text_encoder, tiny_spec, write_spec  # noqa: E402
 from jobs_helpers import JOB_ENV  # noqa: E402
