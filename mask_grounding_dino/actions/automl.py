@@ -26,12 +26,15 @@ HELP = {
     "keys": [
         ("automl_algorithm", "bayesian (default), hyperband, asha, bohb, pbt"),
         ("automl_max_recommendations", "trials to finish (complete or pruned; TAO: 20)"),
-        ("automl_max_epochs / automl_reduction_factor", "hyperband, asha, bohb: rungs 1, 3, 9, 27 (TAO: 27, 3)"),
+        ("automl_max_epochs", "hyperband, asha, bohb: a trial's epoch budget (TAO: 27)"),
+        ("automl_reduction_factor", "rungs at 1, f, f^2 ... epochs (TAO: 3 -> 1, 3, 9, 27)"),
         ("automl_max_concurrent", "trials at once on this machine (TAO: 4)"),
-        ("automl_population_size / automl_max_generations / automl_eval_interval / automl_perturbation_factor",
-         "pbt (TAO: 10, 20, 10, 1.2)"),
-        ("metric / direction", "the validation key to optimise (default [bbox] val_mAP@50, maximize)"),
-        ("storage", "an SQLAlchemy URL shared by every worker (default sqlite in <results_dir>/automl)"),
+        ("automl_population_size", "pbt: members (TAO: 10); automl_max_generations (20), automl_eval_interval "
+                                   "(epochs per generation, 10), automl_perturbation_factor (1.2)"),
+        ("metric", "the validation key to optimise (default [bbox] val_mAP@50); direction: maximize / minimize"),
+        ("storage", "an SQLAlchemy URL shared by every worker (default: sqlite in <results_dir>/automl)"),
+        ("automl_hyperparameters", "dotted spec keys to search instead of the schema's defaults; "
+                                   "custom_param_ranges: {key: {valid_min, valid_max, ...}}"),
     ],
     "examples": [
         "mask_grounding_dino automl -e spec.yaml results_dir=runs/hpo automl_algorithm=asha "
@@ -130,16 +133,24 @@ def split_pairs(pairs: list[str]) -> tuple[list[str], list[str]]:
     return settings, overrides
 
 
+def _epilog() -> str:
+    from ..cli_help import action_epilog
+
+    keys_and_examples = action_epilog("automl", HELP).split("\n\nspec files", 1)[0]
+    return (keys_and_examples + "\n\nthe spec is a train spec (references/spec_template_train.yaml); the search "
+            "space is\nschemas/train.schema.json's automl_default_parameters")
+
+
 def main(argv: list[str]) -> int:
     """``mask_grounding_dino automl ...`` (the CLI's entry for this command)."""
     import argparse
 
     from ..automl.settings import load_settings
-    from ..cli_help import action_description, action_epilog
+    from ..cli_help import action_description
 
     parser = argparse.ArgumentParser(prog="mask_grounding_dino automl", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description=action_description("automl", HELP),
-                                     epilog=action_epilog("automl", HELP))
+                                     epilog=_epilog())
     parser.add_argument("-e", "--experiment_spec_file", "--experiment-spec", dest="spec", default=None,
                         help="YAML spec file of the training to tune")
     parser.add_argument("--automl-spec", "--automl_spec", dest="automl_spec", default=None,

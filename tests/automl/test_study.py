@@ -88,12 +88,16 @@ def test_kill_9_of_the_controller_then_rerun_continues_the_same_study(automl_spe
     controller = subprocess.Popen([sys.executable, "-m", "mask_grounding_dino", "automl", "-e", str(automl_spec),
                                    *pairs], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True, cwd=str(automl_spec.parent))
+    from mask_grounding_dino.jobs import Workspace
+
     deadline = time.time() + 600
-    # Kill it while its second trial trains: one trial finished, one in flight.
+    # Kill it while its second trial trains: one trial finished, the second one's job started.
     while time.time() < deadline:
         path = folder / "controller.json"
         rows = json.loads(path.read_text()) if path.is_file() else []
-        if any(r["status"] == "COMPLETE" for r in rows) and (folder / "recommendation_1.yaml").is_file():
+        jobs_db = folder / "jobs" / "jobs.db"
+        started = len(Workspace(folder / "jobs", start_runner=False).list_jobs()) if jobs_db.is_file() else 0
+        if any(r["status"] == "COMPLETE" for r in rows) and started >= 2:
             break
         time.sleep(0.5)
     else:
@@ -110,8 +114,6 @@ def test_kill_9_of_the_controller_then_rerun_continues_the_same_study(automl_spe
     assert len(retried) == 1 and retried[0]["retry_of"] == 1  # the trial in flight, repeated once
     assert [r["status"] for r in rows if r["id"] == 1] == ["FAIL"]
     # No trial counted twice: the repeat took the dead trial's job over, no job was started twice.
-    from mask_grounding_dino.jobs import Workspace
-
     jobs = Workspace(folder / "jobs", start_runner=False).list_jobs()
     assert len(jobs) == 3
     assert retried[0]["job_id"] == next(r["job_id"] for r in rows if r["id"] == 1)
