@@ -84,7 +84,12 @@ def _unknown(key: str, where: str) -> AutoMLError:
     return AutoMLError(f"{where}: unknown AutoML setting {key!r}{hint}")
 
 
+_OPTIONAL = ("direction", "automl_hyperparameters", "custom_param_ranges", "storage", "seed")
+
+
 def _convert(key: str, value: Any, where: str) -> Any:
+    if value is None and key in _OPTIONAL:
+        return None
     if key in _INTS:
         try:
             number = int(value)

@@ -10,6 +10,7 @@ costs only that trial's lost epochs: the retry resumes from its checkpoints.
 from __future__ import annotations
 
 import os
+import time
 
 import optuna
 import warnings
@@ -26,18 +27,29 @@ def storage_url(folder: str, url: str | None) -> str:
     return url or f"sqlite:///{os.path.join(os.path.abspath(folder), DB_NAME)}"
 
 
+#: Workers starting together on a new database race to create Optuna's tables; the loser retries.
+OPEN_ATTEMPTS = 5
+
+
 def open_storage(url: str) -> RDBStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():  # heartbeats and their retry callback are marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
-    except Exception as exc:  # noqa: BLE001 - any driver error: a one-line message naming the URL
-        from .errors import AutoMLError
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats and their retry callback are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+        except Exception as exc:  # noqa: BLE001 - any driver error: a one-line message naming the URL
+            from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-        raise AutoMLError(f"storage {redact(url)}: cannot open ({exc.__class__.__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            if isinstance(exc, (IntegrityError, ProgrammingError)) and attempt + 1 < OPEN_ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))  # another worker is creating the tables
+                continue
+            from .errors import AutoMLError
+
+            raise AutoMLError(f"storage {redact(url)}: cannot open ({exc.__class__.__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    raise AssertionError("unreachable")
 
 
 def redact(url: str) -> str:

@@ -291,7 +291,8 @@ def _save_automl_settings(job_dir: str, settings) -> None:
 
     from ..utils.atomic import atomic_write_text
 
-    atomic_write_text(os.path.join(job_dir, AUTOML_SETTINGS_FILE), yaml.safe_dump(settings.to_dict(), sort_keys=False))
+    given = {k: v for k, v in settings.to_dict().items() if v is not None}
+    atomic_write_text(os.path.join(job_dir, AUTOML_SETTINGS_FILE), yaml.safe_dump(given, sort_keys=False))
 
 
 def _require_model(action: str, cfg) -> None:

@@ -77,3 +77,11 @@ def test_cli_bad_setting_is_one_line_exit_2(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "did you mean automl_algorithm" in lines[0]
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_saved_settings_file_with_empty_optional_keys_loads(tmp_path):
+    path = tmp_path / "automl_settings.yaml"
+    path.write_text("automl_algorithm: asha\nautoml_hyperparameters: null\ncustom_param_ranges: null\n"
+                    "direction: null\nstorage: null\nseed: null\n")
+    s = load_settings(str(path))
+    assert (s.automl_algorithm, s.automl_hyperparameters, s.direction, s.seed) == ("asha", None, None, None)
