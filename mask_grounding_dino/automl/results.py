@@ -5,7 +5,9 @@
   report.json / report.md      settings, search space, the trials table, the best trial, each
                                parameter's effect (Optuna's fANOVA importances)
   best_spec.yaml               the full spec of the best trial, runnable as is (it trains anew
-                               in the study's results_dir; train.results_dir is cleared)
+                               in the study's results_dir; train.results_dir is cleared). For PBT:
+                               the winner's last parameters for all its epochs (a fixed-parameter
+                               rerun of a schedule that changed between generations)
   plots/                       optimisation history, parallel coordinates, importances,
                                intermediate values (optuna.visualization.matplotlib)
 """
@@ -164,7 +166,10 @@ def write_report(automl_dir: str, study: optuna.Study, ctx, settings, space, sta
         "counts": {s: sum(r["status"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")},
         "epochs_trained": sum(r["epochs_trained"] for r in rows if r["retry_of"] is None),
         "wall_seconds": round(finished - started, 1), "trials": rows, "importances": importances, "best": None}
-    report["settings"]["storage"] = None if settings.storage is None else "(given)"
+    if settings.storage:
+        from .storage import redact
+
+        report["settings"]["storage"] = redact(settings.storage)  # never a password in a report
     if best is not None:
         spec_path = write_best_spec(automl_dir, best, ctx)
         report["best"] = {"id": best.number, "value": best.value, "epoch": best.user_attrs.get(BEST_EPOCH_ATTR),

@@ -78,7 +78,8 @@ def test_trials_without_the_metric_fail_and_three_in_a_row_stop_the_study(automl
     errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "3 trials failed in a row" in errors[0]
     report = _report(automl_spec)
-    assert report["counts"]["FAIL"] == 3 and report["best"] is None
+    # The streak stops new trials; the ones in flight then (at most max_concurrent - 1) finish too.
+    assert 3 <= report["counts"]["FAIL"] <= 5 and report["counts"]["COMPLETE"] == 0 and report["best"] is None
     assert all(r["value"] is None and "without recording" in r["reason"] for r in report["trials"])
 
 
