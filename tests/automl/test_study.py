@@ -118,3 +118,36 @@ def test_kill_9_of_the_controller_then_rerun_continues_the_same_study(automl_spe
     jobs = Workspace(folder / "jobs", start_runner=False).list_jobs()
     assert len(jobs) == 3
     assert retried[0]["job_id"] == next(r["job_id"] for r in rows if r["id"] == 1)
+
+
+@pytest.mark.parametrize("algorithm", ["hyperband", "bohb"])
+def test_hyperband_and_bohb_finish_their_budget(automl_spec, algorithm):
+    out = _automl(automl_spec, f"automl_algorithm={algorithm}", "automl_max_recommendations=3",
+                  "automl_max_epochs=2", "automl_max_concurrent=3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = _report(automl_spec)
+    assert report["counts"]["COMPLETE"] + report["counts"]["PRUNED"] == 3 and report["counts"]["FAIL"] == 0
+    assert report["algorithm"] == algorithm and report["best"] is not None
+    # No trial trains past the budget; a pruned one stopped at a rung (epoch 1 of 2).
+    assert all(r["epochs_trained"] <= 2 for r in report["trials"])
+    assert all(r["epochs_reported"] == 1 for r in report["trials"] if r["status"] == "PRUNED")
+
+
+def test_pbt_members_resume_from_checkpoints_and_the_bottom_one_exploits(automl_spec):
+    out = _automl(automl_spec, "automl_algorithm=pbt", "automl_population_size=2", "automl_max_generations=2",
+                  "automl_eval_interval=1", "automl_max_concurrent=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = _report(automl_spec)
+    rows = {r["id"]: r for r in report["trials"]}
+    assert report["counts"]["COMPLETE"] == 4 and [rows[i]["generation"] for i in range(4)] == [0, 0, 1, 1]
+    from mask_grounding_dino.jobs import Workspace
+
+    folder = automl_spec.parent / "run" / "automl"
+    jobs = {j.id: j for j in Workspace(folder / "jobs", start_runner=False).list_jobs()}
+    for n in (2, 3):  # generation 1 resumed (never restarted) from its member's copied checkpoint
+        log = open(jobs[rows[n]["job_id"]].log_path).read()
+        assert f"resuming in" in log and f"pbt/generation_1_member_{rows[n]['member']}.pth" in log
+        assert rows[n]["epochs_trained"] == 2
+    text = out.stdout + out.stderr
+    exploited = [line for line in text.splitlines() if "exploits trial" in line]
+    assert len(exploited) == 1  # the bottom 20% of 2 members: one
