@@ -42,7 +42,8 @@ TINY = {"model.backbone": "resnet_tiny", "model.hidden_dim": 32, "model.nheads":
         "model.dn_number": 2, "dataset.batch_size": 4, "dataset.workers": 0,
         "dataset.augmentation.scales": [128], "dataset.augmentation.train_random_resize": [128],
         "dataset.augmentation.train_random_crop_min": 96, "dataset.augmentation.train_random_crop_max": 128,
-        "dataset.augmentation.random_resize_max_size": 128, "dataset.augmentation.test_random_resize": 128}
+        "dataset.augmentation.random_resize_max_size": 128, "dataset.augmentation.test_random_resize": 128,
+        "train.validation_interval": 1}  # every epoch: each one is a rung the search can judge
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
        "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled",
        "CUDA_VISIBLE_DEVICES": ""}

@@ -70,6 +70,7 @@ def run(spec_file: str | None, overrides: list[str], settings, *, job_timeout_s:
     request, cfg = read_request(spec_file, None, overrides)
     metric.check_metric(settings.metric)
     direction = metric.direction_of(settings.metric, settings.direction)
+    _check_validation(cfg, settings)
     space = build_space(build_schema("train"), cfg, settings.automl_hyperparameters, settings.custom_param_ranges)
     folder = automl_dir(cfg)
     os.makedirs(folder, exist_ok=True)
@@ -102,6 +103,21 @@ def run(spec_file: str | None, overrides: list[str], settings, *, job_timeout_s:
                  f"spec {best['spec']}; checkpoint {best['checkpoint']}")
     log.info(f"AutoML: report {os.path.join(folder, 'report.md')}")
     return report
+
+
+def _check_validation(cfg, settings) -> None:
+    """A trial is judged by its validations: refuse a spec that would never validate in time."""
+    from ..automl.algorithms import MULTI_FIDELITY, trial_epochs
+
+    src = cfg.dataset.val_data_sources
+    if not (src.json_file and src.image_dir):
+        raise SpecError("dataset.val_data_sources: required for automl (each trial is scored on validation)")
+    interval, epochs = int(cfg.train.validation_interval), trial_epochs(settings, int(cfg.train.num_epochs))
+    # Multi-fidelity trials are judged at rung 1; every other trial at least once by its last epoch.
+    first = 1 if settings.automl_algorithm in MULTI_FIDELITY else epochs
+    if interval > first:
+        raise SpecError(f"train.validation_interval {interval}: a trial validates first at epoch {interval}, but it "
+                        f"is judged at epoch {first}; set train.validation_interval=1")
 
 
 def _cancel_trials(workspace) -> None:

@@ -85,3 +85,15 @@ def test_a_saved_settings_file_with_empty_optional_keys_loads(tmp_path):
                     "direction: null\nstorage: null\nseed: null\n")
     s = load_settings(str(path))
     assert (s.automl_algorithm, s.automl_hyperparameters, s.direction, s.seed) == ("asha", None, None, None)
+
+
+def test_a_spec_that_never_validates_in_time_is_refused_before_anything_runs(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"results_dir: {tmp_path / 'run'}\ntrain:\n  validation_interval: 4\n  num_epochs: 8\n"
+                    "dataset:\n  val_data_sources:\n    json_file: val.json\n    image_dir: images\n"
+                    "  train_data_sources:\n    - json_file: t.jsonl\n      image_dir: images\n")
+    out = subprocess.run([sys.executable, "-m", "mask_grounding_dino", "automl", "-e", str(spec),
+                          "automl_algorithm=asha"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "train.validation_interval 4" in out.stderr and "judged at epoch 1" in out.stderr
+    assert not (tmp_path / "run").exists()
