@@ -6,6 +6,7 @@ Commands:
       ``mask_grounding_dino.actions.<action>.run(cfg)``.
   dataset <tool> ...   tools found in ``mask_grounding_dino.data.tools`` (validate, convert, ...).
   schemas [--out DIR] [--check]   write or check schemas/ and references/.
+  automl -e SPEC [--automl-spec FILE] [key=value ...]   AutoML (actions/automl.py).
 
 A user's mistake (``UserError``) prints one ``error: ...`` line per problem and exits 2;
 Ctrl-C exits 130. Anything else is a bug and shows its traceback.
@@ -27,7 +28,7 @@ from .errors import UserError
 
 ACTIONS = ("train", "evaluate", "inference", "export", "quantize", "gen_trt_engine")
 TOOLS_PACKAGE = "mask_grounding_dino.data.tools"
-_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart", "jobs")
+_COMMANDS = ACTIONS + ("dataset", "schemas", "quickstart", "jobs", "automl")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +75,9 @@ def _dispatch(argv: list[str]) -> int:
     if command == "jobs":
         from .jobs.cli import run_jobs
         return run_jobs(rest)
+    if command == "automl":
+        from .actions.automl import main as run_automl
+        return run_automl(rest)
     close = difflib.get_close_matches(command, _COMMANDS, n=1)
     hint = f"; did you mean {close[0]}?" if close else f"; commands: {', '.join(_COMMANDS)}"
     raise UserError(f"unknown command {command!r}{hint}")
@@ -89,6 +93,7 @@ def _top_help() -> str:
             "  schemas [--out DIR] [--check]   write or check schemas/ and references/\n"
             "  quickstart [--out DIR]   the whole workflow on the built-in dataset, on a CPU\n"
             "  jobs <command> ...     create, chain, watch, cancel and retry runs (mask_grounding_dino jobs --help)\n"
+            "  automl -e SPEC [--automl-spec FILE] [key=value ...]   hyperparameter search (automl --help)\n"
             "  --version")
 
 

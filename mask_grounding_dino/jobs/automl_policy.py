@@ -1,14 +1,14 @@
 """The Train Action Policy: does a train job go through AutoML or plain training?
 
-``automl_policy`` is per job, ``auto`` unless the request says ``off``. With ``auto``, a train
-job is an AutoML job when ``automl_enabled: true`` in ``references/skill_info.yaml`` and the
-train schema (``schemas/train.schema.json``) and template
+``automl_policy`` is per job: ``auto`` (the default), ``on`` or ``off``. With ``auto``, a
+train job is an AutoML job when ``automl_enabled: true`` in ``references/skill_info.yaml`` and
+the train schema (``schemas/train.schema.json``) and template
 (``references/spec_template_train.yaml``) are there; otherwise (``off``, AutoML disabled, or
-a file missing, which is reported) it is plain training. The decision and its reason are
-recorded on the job; the skill metadata is never changed.
-
-This version has no AutoML driver yet: an AutoML decision is recorded as such, and the job
-says so in its log and in ``jobs show``, then runs plain training.
+a file missing, which is reported) it is plain training. ``on`` asks for AutoML whatever
+skill_info says (the search space is built from the spec dataclasses either way). The decision
+and its reason are recorded on the job; the skill metadata is never changed. An AutoML job runs
+``mask_grounding_dino automl`` on its spec (its settings: ``automl_settings.yaml`` in the job's
+folder, TAO's defaults otherwise).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import yaml
 
 from .errors import JobError
 
-POLICIES = ("auto", "off")
+POLICIES = ("auto", "on", "off")
 AUTOML, PLAIN = "automl", "plain"
 #: The repository root: where ``references/`` and ``schemas/`` are generated.
 SKILL_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AUTOML_RUNNABLE = False  # no AutoML driver in this version
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +50,8 @@ def decide(action: str, policy: str | None = "auto", skill_root: str | None = No
         raise JobError(f"automl_policy {policy!r}: expected one of {', '.join(POLICIES)}")
     if policy == "off":
         return PolicyDecision(policy, PLAIN, "plain training")
+    if policy == "on":
+        return PolicyDecision(policy, AUTOML, "AutoML (automl_policy on)")
     root = skill_root or SKILL_ROOT
     skill_info = os.path.join(root, "references", "skill_info.yaml")
     if not os.path.isfile(skill_info):
@@ -62,7 +63,4 @@ def decide(action: str, policy: str | None = "auto", skill_root: str | None = No
     if missing:
         return PolicyDecision(policy, PLAIN, f"AutoML enabled but not runnable: {', '.join(missing)} missing; "
                                              "plain training")
-    if not AUTOML_RUNNABLE:
-        return PolicyDecision(policy, AUTOML, "AutoML enabled (skill_info, train schema and template present) but "
-                                              "not yet runnable in this version: plain training instead")
-    return PolicyDecision(policy, AUTOML, "AutoML")
+    return PolicyDecision(policy, AUTOML, "AutoML (enabled in skill_info; train schema and template present)")

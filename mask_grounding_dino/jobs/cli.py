@@ -1,6 +1,6 @@
 """``mask_grounding_dino jobs <command>``: the job API on the command line.
 
-  create ACTION [-e SPEC] [key=value ...] [--parent ID] [--name N] [--automl-policy auto|off] [--wait]
+  create ACTION [-e SPEC] [key=value ...] [--parent ID] [--name N] [--automl-policy auto|on|off] [--automl-spec FILE] [--wait]
   chain -e SPEC [key=value ...] [--name N] [--wait]   train -> export -> evaluate + inference
   list [--status S] [--action A] [--json]
   show ID [--json]
@@ -43,8 +43,10 @@ def _spec_args(parser: argparse.ArgumentParser) -> None:
                         help="YAML spec file (its contents are stored with the job)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="spec overrides, e.g. train.num_epochs=3")
     parser.add_argument("--name", default=None, help="a name to find the job(s) by")
-    parser.add_argument("--automl-policy", choices=("auto", "off"), default="auto",
-                        help="train: auto = AutoML when the skill enables it (default), off = plain training")
+    parser.add_argument("--automl-policy", choices=("auto", "on", "off"), default="auto",
+                        help="train: auto = AutoML when the skill enables it (default), on = AutoML, off = plain "
+                             "training")
+    parser.add_argument("--automl-spec", default=None, help="an AutoML train job's settings (YAML, TAO's names)")
     parser.add_argument("--wait", action="store_true", help="wait until the job(s) ended, then show the result")
 
 
@@ -117,7 +119,8 @@ def _wait_and_show(ws: Workspace, ids: list[str]) -> int:
 
 def _create(ws: Workspace, args) -> int:
     job = ws.create_job(args.action, args.spec, args.overrides, parent_job_id=args.parent, name=args.name,
-                        automl_policy=args.automl_policy if args.action == "train" else None)
+                        automl_policy=args.automl_policy if args.action == "train" else None,
+                        automl_settings=args.automl_spec)
     print(job.id)
     print(f"{job.action} job {job.short_id} queued in {ws.path}; follow it: mask_grounding_dino jobs logs "
           f"{job.short_id} -f", file=sys.stderr)
@@ -125,6 +128,9 @@ def _create(ws: Workspace, args) -> int:
 
 
 def _chain(ws: Workspace, args) -> int:
+    if args.automl_spec:
+        raise JobError("--automl-spec: give it to 'jobs create train --automl-policy on' (chain's train job uses "
+                       "TAO's AutoML defaults when AutoML is on)")
     jobs = ws.chain(args.spec, args.overrides, name=args.name, automl_policy=args.automl_policy)
     print(render.table(list(jobs.values())))
     return _wait_and_show(ws, [j.id for j in jobs.values()]) if args.wait else 0

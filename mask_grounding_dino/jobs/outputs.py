@@ -52,7 +52,27 @@ def _read_json(path: str | None) -> Any:
         return None
 
 
+def _automl(job_dir: str) -> tuple[dict, dict] | None:
+    """An AutoML train job: its best trial's checkpoint and value (``automl/report.json``)."""
+    path = os.path.join(job_dir, "automl", "report.json")
+    report = _read_json(path) if os.path.isfile(path) else None
+    if not isinstance(report, dict):
+        return None
+    outputs: dict[str, Any] = {"folder": os.path.dirname(path), "report.json": path}
+    best = report.get("best") or {}
+    metrics = {"trials_complete": report.get("counts", {}).get("COMPLETE", 0)}
+    if best.get("checkpoint"):
+        outputs.update(model=best["checkpoint"], model_note=f"AutoML best trial {best.get('id')}",
+                       best_spec=best.get("spec"))
+        metrics.update({"best_trial": best.get("id"), "best_epoch": best.get("epoch"),
+                        str(report.get("metric")): best.get("value")})
+    return metrics, outputs
+
+
 def _train(job_dir: str, cfg) -> tuple[dict, dict]:
+    automl = _automl(job_dir)
+    if automl is not None:
+        return automl
     folder = artifacts.train_folder(job_dir, cfg.train.results_dir or None)
     if folder is None:
         return {}, {}

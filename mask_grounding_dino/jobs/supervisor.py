@@ -5,6 +5,7 @@ for an attempt queued again meanwhile, stops at once), fills the spec (spec_para
 writes it to ``<job folder>/spec.yaml``, starts the action through the public command line
 
     python -m mask_grounding_dino <action> -e <job folder>/spec.yaml
+    (an AutoML train job: python -m mask_grounding_dino automl -e ... [--automl-spec ...])
 
 as the leader of a new process group, with its output appended to ``log.txt``; then it
 beats every ``HEARTBEAT_S`` seconds, stops the group when a cancel is requested (SIGTERM,
@@ -38,6 +39,7 @@ from .spec_params import fill_spec
 from .specs import request_config
 from .status import CANCELED, DONE, ERROR
 from .status_file import FAILURE, STARTED, SUCCESS, append_status
+from .workspace import AUTOML_SETTINGS_FILE
 
 log = get_logger(__name__)
 
@@ -154,6 +156,10 @@ def supervise(workspace, job_id: str, attempt: int) -> int:
             value = item["value"] if item["value"] is not None else ""
             _say(f"{item['key']} <- {item['function']}: {value} {item['note']}".rstrip())
     argv = [sys.executable, "-m", "mask_grounding_dino", job.action, "-e", job.spec_path]
+    if job.action == "train" and job.automl_decision == AUTOML:
+        argv = [sys.executable, "-m", "mask_grounding_dino", "automl", "-e", job.spec_path]
+        settings = os.path.join(job.results_dir, AUTOML_SETTINGS_FILE)
+        argv += ["--automl-spec", settings] if os.path.isfile(settings) else []
     _say("run: " + " ".join(argv))
     append_status(job.status_path, STARTED, f"{job.action} job started (attempt {attempt})", job_id=job.id)
     started = time.time()

@@ -85,7 +85,8 @@ class Workspace:
     # -- creating ------------------------------------------------------------------------------
     def create_job(self, action: str, spec_file: str | os.PathLike | None = None, spec_overrides=None, *,
                    parent_job_id: str | None = None, name: str | None = None, specs: dict | None = None,
-                   automl_policy: str | None = "auto", start: bool = True, skill_root: str | None = None) -> Job:
+                   automl_policy: str | None = "auto", automl_settings: dict | str | None = None, start: bool = True,
+                   skill_root: str | None = None) -> Job:
         """Queue a job; it starts when its parent is Done (at once without a parent), within the
         concurrency limit.
 
@@ -96,7 +97,8 @@ class Workspace:
             spec_overrides: dotted keys (``{"train.num_epochs": 3}``) or ``key=value`` strings.
             parent_job_id: the job whose model this one uses (id, unique id prefix, or name).
             specs: a nested spec dict merged over the file (TAO's ``specs``).
-            automl_policy: train only: ``auto`` (AutoML when the skill enables it) or ``off``.
+            automl_policy: train only: ``auto`` (AutoML when the skill enables it), ``on`` or ``off``.
+            automl_settings: an AutoML job's settings (TAO's names; a dict or a YAML file).
             start: start a runner if none runs (False: stay Pending until something starts one).
 
         Raises ``UserError`` (nothing is stored) for an unknown action, parent or spec key, a
@@ -105,6 +107,7 @@ class Workspace:
         check_action(action)
         request, cfg = read_request(spec_file, specs, spec_overrides)
         decision = decide(action, automl_policy, skill_root)
+        settings = _automl_settings(decision, automl_settings)
         with self.store.write() as conn:
             parent = None
             if parent_job_id:
@@ -113,6 +116,8 @@ class Workspace:
             else:
                 _require_model(action, cfg)
             job_id = self._insert(conn, action, request, decision, parent, name)
+            if settings is not None:
+                _save_automl_settings(self.results_dir(job_id), settings)
         if start:
             self.start_runner()
         return self.get_job(job_id, settle=False)
@@ -259,6 +264,35 @@ class Workspace:
             names = ", ".join(Job.from_row(r).label for r in rows[:5])
             raise UnknownJobError(f"{role} {ref!r} is ambiguous in {self.path}: {names}; give more of the id")
         return Job.from_row(rows[0])
+
+
+AUTOML_SETTINGS_FILE = "automl_settings.yaml"
+
+
+def _automl_settings(decision, given):
+    """Checked AutoML settings for an AutoML job (None for others); raises UserError before
+    anything is stored."""
+    from .automl_policy import AUTOML
+
+    if given is None:
+        return None
+    if decision.decision != AUTOML:
+        raise JobError(f"automl_settings given, but this job trains plainly ({decision.note}); "
+                       "use automl_policy on")
+    from ..automl.settings import load_settings
+
+    if isinstance(given, dict):
+        return load_settings(None, given)
+    return load_settings(os.fspath(given))
+
+
+def _save_automl_settings(job_dir: str, settings) -> None:
+    import yaml
+
+    from ..utils.atomic import atomic_write_text
+
+    given = {k: v for k, v in settings.to_dict().items() if v is not None}
+    atomic_write_text(os.path.join(job_dir, AUTOML_SETTINGS_FILE), yaml.safe_dump(given, sort_keys=False))
 
 
 def _require_model(action: str, cfg) -> None:

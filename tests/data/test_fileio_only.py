@@ -108,6 +108,11 @@ _QLOCAL = "quantize.model_path's local file (fileio.local_copy in quantize/reque
 
 #: ``(module, function, call): (count, why it never touches a user-given location)``.
 ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
+    # -- AutoML: checkpoints its own trial jobs wrote, copied into its own folder
+    ("automl/pbt.py", "transplant", "shutil.copyfile"): (1, "a PBT member's checkpoint, written by a trial job of "
+                                                            "the study, into the study's own folder"),
+    ("automl/pbt.py", "transplant", "torch.load"): (1, "a PBT member's checkpoint, written by a trial job of the "
+                                                       "study (weights_only)"),
     # -- the data layer: cache, temporary files, decoded bytes
     ("data/sources/archive.py", "extract_archive", "os.path.isdir"): (2, _CACHE),
     ("data/sources/archive.py", "_extract_into", "os.path.isdir"): (1, _CACHE),

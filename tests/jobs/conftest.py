@@ -58,7 +58,8 @@ class ChainRun:
 
 @pytest.fixture(scope="session")
 def chain_run(chain_assets, tmp_path_factory) -> ChainRun:
-    """``mask_grounding_dino jobs chain -e chain.yaml`` run to the end (once per session)."""
+    """``mask_grounding_dino jobs chain -e chain.yaml`` run to the end (once per session), with plain
+    training (``auto`` would make its train job an AutoML study: tests/automl covers those)."""
     import subprocess
 
     from mask_grounding_dino.jobs import Workspace
@@ -66,7 +67,8 @@ def chain_run(chain_assets, tmp_path_factory) -> ChainRun:
     workspace = tmp_path_factory.mktemp("chain") / "mgd_jobs"
     env = {**cli_env(), "MASK_GROUNDING_DINO_JOBS": str(workspace)}
     out = subprocess.run([sys.executable, "-m", "mask_grounding_dino", "jobs", "chain", "-e",
-                          str(chain_assets.spec_file), "--name", "tiny"], env=env, capture_output=True, text=True,
+                          str(chain_assets.spec_file), "--name", "tiny",
+                          "--automl-policy", "off"], env=env, capture_output=True, text=True,
                          timeout=120, cwd=str(chain_assets.spec_file.parent))
     assert out.returncode == 0, out.stderr
     ws = Workspace(workspace, start_runner=False)

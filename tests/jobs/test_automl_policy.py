@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from mask_grounding_dino.errors import UserError
 from mask_grounding_dino.jobs import JobError, Workspace
 from mask_grounding_dino.jobs.automl_policy import AUTOML, PLAIN, SKILL_ROOT, decide
 
@@ -21,11 +22,17 @@ def _skill_copy(tmp_path, leave_out=()):
     return str(tmp_path)
 
 
-def test_auto_with_our_skill_files_is_automl_reported_as_not_yet_runnable():
+def test_auto_with_our_skill_files_is_automl():
     decision = decide("train")  # default policy: auto
     assert (decision.policy, decision.decision) == ("auto", AUTOML)
-    for words in ("AutoML enabled", "not yet runnable", "plain training"):
-        assert words in decision.note
+    assert decision.note.startswith("AutoML (enabled in skill_info")
+
+
+def test_on_is_automl_even_when_skill_info_disables_it(tmp_path):
+    root = _skill_copy(tmp_path)
+    path = tmp_path / "references" / "skill_info.yaml"
+    path.write_text(path.read_text().replace("automl_enabled: true", "automl_enabled: false"))
+    assert decide("train", "on", root).decision == AUTOML
 
 
 def test_off_is_plain_training():
@@ -58,6 +65,10 @@ def test_the_policy_is_per_job_and_skill_info_never_changes(tmp_path):
     assert hashlib.sha256(open(f"{SKILL_ROOT}/references/skill_info.yaml", "rb").read()).hexdigest() == before
     with pytest.raises(JobError, match="train jobs only"):
         ws.create_job("export", spec_overrides={"export.checkpoint": "/m.pth"}, automl_policy="off", start=False)
-    with pytest.raises(JobError, match="expected one of auto, off"):
+    with pytest.raises(JobError, match="expected one of auto, on, off"):
         ws.create_job("train", automl_policy="maybe", start=False)
+    with pytest.raises(JobError, match="trains plainly"):
+        ws.create_job("train", automl_policy="off", automl_settings={"automl_algorithm": "asha"}, start=False)
+    with pytest.raises(UserError, match="did you mean automl_algorithm"):
+        ws.create_job("train", automl_settings={"automl_algoritm": "asha"}, start=False)
     assert ws.count() == 3

@@ -108,14 +108,15 @@ def test_list_and_show_print_what_people_look_at(chain_run):
         assert expected in text, expected
     print(text)
     train = run_cli("jobs", "show", "tiny-train", env=env).stdout
-    assert "automl       policy auto -> automl: AutoML enabled" in train and "model chosen" in train
+    assert "automl       policy off -> plain: plain training" in train and "model chosen" in train
     as_json = json.loads(run_cli("jobs", "show", chain_run.jobs["train"].short_id, "--json", env=env).stdout)
     assert as_json["outputs"]["model"] == chain_run.jobs["train"].outputs["model"] and as_json["events"]
 
 
-def test_the_log_says_what_was_filled_and_that_automl_is_not_yet_runnable(chain_run):
+def test_the_log_says_what_was_filled_and_that_the_train_job_trained_plainly(chain_run):
+    # The chain runs with --automl-policy off (an AutoML train job: tests/automl/test_shared_storage.py).
     train_log = open(chain_run.jobs["train"].log_path, encoding="utf-8").read()
-    assert "automl_policy auto: AutoML: AutoML enabled" in train_log and "not yet runnable" in train_log
+    assert "automl_policy off: plain training" in train_log
     assert "Training finished" in train_log
     export_log = open(chain_run.jobs["export"].log_path, encoding="utf-8").read()
     assert f"export.checkpoint <- parent_model: {chain_run.jobs['train'].outputs['model']}" in export_log
