@@ -117,13 +117,14 @@ def run_action(action: str, argv: list[str]) -> int:
     args = _action_parser(action).parse_intermixed_args(argv)
     from .actions.folders import command_line_wins, folders_comment
     from .config.loader import dump_spec, load_spec_with_origins
+    from .utils.log import process_rank
 
     cfg, origins = load_spec_with_origins(args.spec, args.overrides)
     notice = command_line_wins(cfg, origins, action)
     if args.print_spec:  # comments first: the output stays a loadable spec
         sys.stdout.write(folders_comment(cfg, action, notice) + dump_spec(cfg))
         return 0
-    if notice:
+    if notice and process_rank() == 0:  # Lightning's DDP re-runs this command line on every rank
         print(notice)
     module_name = f"mask_grounding_dino.actions.{action}"
     try:

@@ -97,6 +97,19 @@ def _rejoin_split_values(texts: list[str], problems: Problems) -> list[str]:
     return kept
 
 
+def _read_text(name: str) -> str:
+    """A local spec file, or one at an fsspec URL (``s3://bucket/spec.yaml``) through the file layer."""
+    from ..data import fileio
+
+    if not fileio.is_url(name):
+        with open(fileio.local_path(name), encoding="utf-8") as handle:
+            return handle.read()
+    if not fileio.isfile(name):
+        raise FileNotFoundError(name)
+    with fileio.open_text(name) as handle:
+        return handle.read()
+
+
 def read_spec_file(path: str | os.PathLike, problems: Problems | None = None) -> tuple[dict, dict[Path, str]]:
     """Parse a YAML spec; returns the data and, for each key path, ``"file:line"``.
 
@@ -105,8 +118,7 @@ def read_spec_file(path: str | os.PathLike, problems: Problems | None = None) ->
     """
     name = os.fspath(path)
     try:
-        with open(name, encoding="utf-8") as handle:
-            text = handle.read()
+        text = _read_text(name)
     except FileNotFoundError:
         raise SpecError(f"{name}: spec file not found") from None
     except IsADirectoryError:

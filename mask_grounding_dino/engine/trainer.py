@@ -64,9 +64,18 @@ PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 def _devices(train_cfg, key: str = "train") -> tuple[str, object]:
     num = max(1, int(train_cfg.num_gpus))
     if torch.cuda.is_available():
+        # Checked here: Lightning's own error for a missing GPU is a bare MisconfigurationException.
+        count = torch.cuda.device_count()
         ids = [int(i) for i in (train_cfg.gpu_ids or [])]
+        missing = [i for i in ids[:num] if not 0 <= i < count]
+        if missing:
+            raise SpecError(f"{key}.gpu_ids: GPU {missing[0]} does not exist; this machine has {count} GPU(s) "
+                            f"(0..{count - 1})")
         if ids and len(ids) >= num:
             return "gpu", ids[:num]
+        if num > count:
+            raise SpecError(f"{key}.num_gpus: {num} GPUs asked for; this machine has {count}. Set "
+                            f"{key}.num_gpus={count} or less (num_nodes spreads a run over machines)")
         return "gpu", num
     if num > 1 and os.environ.get("LOCAL_RANK", "0") == "0":  # once, not again in each launched process
         log.info(f"notice: no GPU found; {key}.num_gpus={num} runs {num} CPU processes (DDP over gloo)")

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from ..config import ExperimentConfig, get_value, load_spec
+from ..data import fileio
 from ..config.loader import read_spec_file
 from ..config.overrides import deep_merge, parse_override
 
@@ -32,11 +33,16 @@ def _overrides_dict(overrides: dict | list[str] | tuple | None) -> dict[str, Any
     return dict(pairs)
 
 
+def _absolute(path: str) -> str:
+    """A local spec path made absolute (jobs run from another folder); a URL as given."""
+    return path if fileio.is_url(path) else os.path.abspath(fileio.local_path(path))
+
+
 def read_request(spec_file: str | os.PathLike | None, specs: dict | None,
                  overrides: dict | list[str] | None) -> tuple[SpecRequest, ExperimentConfig]:
     """Read and validate a job's spec; raises ``SpecError`` (one line per problem, naming the file
     and line or the override) before anything is stored."""
-    path = os.path.abspath(os.fspath(spec_file)) if spec_file else None
+    path = _absolute(os.fspath(spec_file)) if spec_file else None
     data = read_spec_file(path)[0] if path else {}
     if specs:
         deep_merge(data, copy.deepcopy(specs))

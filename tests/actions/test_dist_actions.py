@@ -27,8 +27,7 @@ from mask_grounding_dino.utils.log import enable_console
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "engine"))
 from engine_helpers import cli_command, cli_env  # noqa: E402
-# The ground truth with each image's annotations replaced by its top detections.
-from test_validation_matches_evaluate import _labels_from_predictions as _own_labels  # noqa: E402
+from engine_helpers import labels_from_predictions as _own_labels  # noqa: E402
 
 #: Runs ``action spec`` pairs in one program; each rank writes the image ids it detected on.
 SCRIPT = '''

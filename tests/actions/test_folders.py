@@ -104,3 +104,13 @@ def test_first_line_says_where_and_whether_the_folder_is_new(tmp_path, capsys):
         f"evaluate: writing to {tmp_path / 'new'} (new folder)",
         f"evaluate: writing to {tmp_path / 'old'} (existing folder: files of the same name are replaced)"]
     assert not os.path.exists(tmp_path / "new")
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_the_notice_is_printed_by_rank_zero_only(pinned, tmp_path, capsys, monkeypatch, rank):
+    # Lightning's DDP launcher re-runs the command line on every rank: one notice, not one per process.
+    monkeypatch.setenv("RANK", rank)
+    code = main(["evaluate", "-e", str(pinned), f"results_dir={tmp_path / 'exp1'}"])
+    assert code == 2  # no evaluate.checkpoint in the spec: stops after the folders were resolved
+    printed = capsys.readouterr().out
+    assert ("from the command line wins" in printed) == (rank == "0")

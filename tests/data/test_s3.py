@@ -200,3 +200,24 @@ def test_no_credentials(s3_bucket, monkeypatch, tmp_path):
                 call(url)
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_spec_file_from_s3(s3_bucket):
+    """``-e s3://bucket/spec.yaml`` (the CLI, ``load_spec`` and a job's request): read through the file
+    layer, with the same file:line messages as a local file."""
+    from mask_grounding_dino.config import load_spec
+    from mask_grounding_dino.errors import SpecError
+    from mask_grounding_dino.jobs.specs import read_request
+
+    fs = s3fs.S3FileSystem()
+    url = f"s3://{s3_bucket}/specs/train.yaml"
+    fs.pipe(url, b"results_dir: /runs/exp1\ntrain:\n  num_epochs: 3\n")
+    assert load_spec(url).train.num_epochs == 3
+    request, cfg = read_request(url, None, ["train.num_epochs=5"])
+    assert request.spec_file == url  # kept as a URL, not made into a local path
+    assert (cfg.results_dir, cfg.train.num_epochs) == ("/runs/exp1", 5)
+    fs.pipe(f"s3://{s3_bucket}/specs/bad.yaml", b"train:\n  num_epochs: three\n")
+    with pytest.raises(SpecError, match=rf"s3://{s3_bucket}/specs/bad.yaml:2"):
+        load_spec(f"s3://{s3_bucket}/specs/bad.yaml")
+    with pytest.raises(SpecError, match=rf"^s3://{s3_bucket}/specs/missing.yaml: spec file not found$"):
+        load_spec(f"s3://{s3_bucket}/specs/missing.yaml")

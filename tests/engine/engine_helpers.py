@@ -266,3 +266,19 @@ def train_in_process(spec: dict, spec_path: str | os.PathLike, *, callbacks: lis
 def checkpoint_files(results_dir: str | os.PathLike) -> list[str]:
     """Names of the TAO-named checkpoints in ``results_dir``, sorted."""
     return sorted(n for n in os.listdir(results_dir) if n.startswith("model_epoch_") and n.endswith(".pth"))
+
+
+def labels_from_predictions(gt_path, results_path, out_path, per_image: int = 3) -> None:
+    """A COCO ground truth whose annotations are each image's ``per_image`` top detections (boxes and
+    masks) from ``results_path``: scores well above 0 for any model, so two scoring paths can be
+    compared number for number even with a random-weight model."""
+    gt = json.loads(pathlib.Path(gt_path).read_text())
+    predictions = json.loads(pathlib.Path(results_path).read_text())
+    annotations = []
+    for image in gt["images"]:
+        mine = sorted((p for p in predictions if p["image_id"] == image["id"]), key=lambda p: -p["score"])
+        for p in mine[:per_image]:
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": p["category_id"],
+                                "bbox": p["bbox"], "area": p["bbox"][2] * p["bbox"][3], "iscrowd": 0,
+                                "segmentation": p["segmentation"]})
+    pathlib.Path(out_path).write_text(json.dumps({**gt, "annotations": annotations}))

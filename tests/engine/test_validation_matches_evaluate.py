@@ -21,6 +21,8 @@ from mask_grounding_dino.engine.data import eval_loader
 from mask_grounding_dino.engine.history import read_jsonl
 from mask_grounding_dino.engine.module import GroundingModule
 
+from engine_helpers import labels_from_predictions
+
 
 def _evaluate(cfg, checkpoint, json_file, out_dir) -> dict:
     cfg.evaluate.checkpoint = checkpoint
@@ -32,26 +34,13 @@ def _evaluate(cfg, checkpoint, json_file, out_dir) -> dict:
     return tested.get("key_metrics", tested)
 
 
-def _labels_from_predictions(gt_path, results_path, out_path, per_image: int = 3) -> None:
-    gt = json.loads(open(gt_path).read())
-    predictions = json.loads(open(results_path).read())
-    annotations = []
-    for image in gt["images"]:
-        mine = sorted((p for p in predictions if p["image_id"] == image["id"]), key=lambda p: -p["score"])
-        for p in mine[:per_image]:
-            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": p["category_id"],
-                                "bbox": p["bbox"], "area": p["bbox"][2] * p["bbox"][3], "iscrowd": 0,
-                                "segmentation": p["segmentation"]})
-    json.dump({**gt, "annotations": annotations}, open(out_path, "w"))
-
-
 def test_validation_and_evaluate_give_identical_metrics(reference_run, tmp_path):
     spec = load_spec(str(reference_run.parents[1] / "spec.yaml"))
     checkpoint = find_resume_checkpoint(str(reference_run))
     first = _evaluate(load_spec(str(reference_run.parents[1] / "spec.yaml")), checkpoint,
                       spec.dataset.val_data_sources.json_file, tmp_path / "first")
     labels = tmp_path / "labels.json"
-    _labels_from_predictions(spec.dataset.val_data_sources.json_file, tmp_path / "first" / "annotations_results.json",
+    labels_from_predictions(spec.dataset.val_data_sources.json_file, tmp_path / "first" / "annotations_results.json",
                              labels)
 
     # Validation exactly as training runs it: the module's validation hooks under a Trainer.
