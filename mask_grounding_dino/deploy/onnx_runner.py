@@ -6,7 +6,8 @@ The file has TAO's six inputs (``inputs``, ``input_ids``, ``attention_mask``,
 This runner
 
 * tokenises captions with the same :class:`TextProcessor` as PyTorch, padded to the
-  graph's text length (``pad_to=256``), the tokenizer named in the file's metadata;
+  graph's text length (``pad_to=256``; to the longest caption when the graph's text axis is
+  dynamic), the tokenizer named in the file's metadata;
 * reports the image size the graph was exported at (``fixed_input_size``): callers resize
   images to exactly that size, aspect ratio not kept, as TAO Deploy does; a graph with
   dynamic height/width takes images as they come (``fixed_input_size`` None);
@@ -98,9 +99,11 @@ class OnnxBackend:
         height, width = _static(image_dims[2]), _static(image_dims[3])
         self.fixed_input_size = (height, width) if height and width else None
         meta = self.session.get_modelmeta().custom_metadata_map
-        text_len = _static(list(inputs["input_ids"].shape)[1]) or int(meta.get("max_text_len", 256))
+        fixed_text = _static(list(inputs["input_ids"].shape)[1])
         tokenizer = meta.get("text_encoder_type") or text_encoder_type or "bert-base-uncased"
-        self.text_len = int(text_len)
+        self.text_len = int(fixed_text or meta.get("max_text_len", 256))
+        # A graph with a dynamic text axis gets captions padded to the longest, as PyTorch runs them.
+        self.pad_to = fixed_text
         self.text_processor = TextProcessor(tokenizer, self.text_len)
         self.metadata = dict(meta)
 
@@ -125,7 +128,7 @@ class OnnxBackend:
         if len(captions) not in (1, batch):
             raise ValueError(f"run: {len(captions)} captions for a batch of {batch} images")
         text = self.text_processor(list(captions) if len(captions) == batch else list(captions) * batch,
-                                   pad_to=self.text_len)
+                                   pad_to=self.pad_to)
         feed = {"inputs": image.images}
         for name, tensor in zip(INPUT_NAMES[1:], text.as_tuple()):
             feed[name] = tensor.numpy()

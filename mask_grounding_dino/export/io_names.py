@@ -26,6 +26,10 @@ INPUT_NAMES = ("inputs", "input_ids", "attention_mask", "position_ids", "token_t
 OUTPUT_NAMES = ("pred_logits", "pred_boxes", "pred_masks", "no_targets", "union_mask_logits")
 #: Name of the dynamic batch axis (axis 0 of every input and output).
 BATCH_AXIS = "batch_size"
+#: Name of the text axis when it is dynamic (axis 1 of the text inputs; axes 1 and 2 of ``text_token_mask``).
+TEXT_AXIS = "text_len"
+#: Tokens a dynamic text axis is traced with: no other axis of the graph should have this size.
+TRACE_TEXT_LEN = 23
 
 #: Captions for example inputs: different phrase counts, so batch rows differ.
 EXAMPLE_CAPTIONS = ("person . dog . bicycle .", "a red car parked near the street .",

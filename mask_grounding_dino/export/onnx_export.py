@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..model.ms_deform_attn import export_backend
-from .io_names import BATCH_AXIS, INPUT_NAMES, example_inputs
+from .io_names import BATCH_AXIS, INPUT_NAMES, TEXT_AXIS, TRACE_TEXT_LEN, example_inputs
 from .symbolics import exporter_fixes
 from .wrapper import OnnxWrapper, discover_outputs
 
@@ -137,6 +137,18 @@ def model_text_settings(model: nn.Module) -> tuple[int, str]:
     return text_len, str(build.get("text_encoder_type", "bert-base-uncased"))
 
 
+def _dynamic_axes(output_names: tuple[str, ...], dynamic_batch: bool, dynamic_text: bool) -> dict | None:
+    """``dynamic_axes`` for the exporter: the batch (every tensor) and the text length (the text inputs)."""
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic_batch:
+        axes = {name: {0: BATCH_AXIS} for name in INPUT_NAMES + output_names}
+    if dynamic_text:
+        for name in INPUT_NAMES[1:]:
+            axes.setdefault(name, {})[1] = TEXT_AXIS
+        axes["text_token_mask"][2] = TEXT_AXIS          # [B, T, T]
+    return axes or None
+
+
 def _declare_output_shapes(graph, shapes: dict[str, tuple[int, ...]], dynamic_batch: bool) -> None:
     """Write the true output shapes into the graph.
 
@@ -187,7 +199,7 @@ def export_mode(model: nn.Module, verbose: bool):
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] = (544, 960),
                 opset: int = 17, dynamic_batch: bool = True, verbose: bool = False, *,
-                batch_size: int = 1, msda: str = "gather") -> ExportResult:
+                batch_size: int = 1, msda: str = "gather", dynamic_text: bool = False) -> ExportResult:
     """Export ``model`` to ONNX with TAO's six inputs and named outputs.
 
     Args:
@@ -201,6 +213,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
         verbose: print the exporter's graph and warnings.
         batch_size: the fixed batch when ``dynamic_batch`` is False.
         msda: deformable attention as ``"gather"`` (plain ops) or ``"grid_sample"`` (see above).
+        dynamic_text: the text inputs' length is a symbolic ``text_len`` axis, so a runner can pad
+            captions to the longest instead of ``max_text_len`` (TAO's graphs: fixed 256). The
+            outputs keep ``max_text_len`` token columns.
 
     Returns:
         An :class:`ExportResult`.
@@ -215,21 +230,24 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     # Trace with 2 images when the batch is dynamic: with 1 the tracer could record
     # broadcasts that only hold for a single image.
     trace_batch = 2 if dynamic_batch else batch_size
-    example = example_inputs(trace_batch, (height, width), text_len, tokenizer).to(device)
+    # A dynamic text axis is traced at a length no other axis has, so no size is mistaken for it.
+    example = example_inputs(trace_batch, (height, width), TRACE_TEXT_LEN if dynamic_text else text_len,
+                             tokenizer).to(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with export_mode(model, verbose):
         output_shapes = discover_outputs(model, example.as_tuple())
         output_names = tuple(output_shapes)
         wrapper = OnnxWrapper(model, output_names)
-        axes = ({name: {0: BATCH_AXIS} for name in INPUT_NAMES + output_names} if dynamic_batch else None)
+        axes = _dynamic_axes(output_names, dynamic_batch, dynamic_text)
         try:
             with torch.no_grad(), export_backend(msda), exporter_fixes(opset), _unchunked(model):
                 torch.onnx.export(wrapper, example.as_tuple(), str(tmp), dynamo=False, opset_version=opset,
                                   input_names=list(INPUT_NAMES), output_names=list(output_names),
                                   dynamic_axes=axes, do_constant_folding=True, verbose=verbose)
             metadata = {"producer": "mask_grounding_dino", "text_encoder_type": tokenizer,
-                        "max_text_len": str(text_len), "input_size": f"{height}x{width}", "msda": msda}
+                        "max_text_len": str(text_len), "input_size": f"{height}x{width}", "msda": msda,
+                        "text_axis": "dynamic" if dynamic_text else "fixed"}
             graph = onnx.load(str(tmp))
             onnx.helper.set_model_props(graph, metadata)
             _declare_output_shapes(graph, output_shapes, dynamic_batch)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import MultiheadAttention
 from .mask_head import MLP
 
 
@@ -56,11 +57,18 @@ class _Sublayer(nn.Module):
 
 
 class CrossAttentionLayer(_Sublayer):
-    """Queries attend to a memory; positions are added to queries and keys, not values."""
+    """Queries attend to a memory; positions are added to queries and keys, not values.
 
-    def __init__(self, dim: int, nheads: int, pre_norm: bool = False):
+    ``variable_memory``: the memory's length varies between calls of one exported graph (the
+    text, whose length is a dynamic ONNX axis in the CPU INT8 graph); torch's
+    ``nn.MultiheadAttention`` bakes the traced key length into a reshape, our
+    :class:`~.layers.MultiheadAttention` (same parameter names and initialisation) does not.
+    """
+
+    def __init__(self, dim: int, nheads: int, pre_norm: bool = False, variable_memory: bool = False):
         super().__init__(dim, pre_norm)
-        self.multihead_attn = nn.MultiheadAttention(dim, nheads, batch_first=True)
+        self.multihead_attn = (MultiheadAttention(dim, nheads) if variable_memory
+                               else nn.MultiheadAttention(dim, nheads, batch_first=True))
         self._xavier()
 
     def forward(self, x: Tensor, memory: Tensor, *, memory_pos: Tensor | None = None,
@@ -71,6 +79,9 @@ class CrossAttentionLayer(_Sublayer):
 
         def attend(t: Tensor) -> Tensor:
             query = t if query_pos is None else t + query_pos
+            if isinstance(self.multihead_attn, MultiheadAttention):
+                mask = None if attn_mask is None else attn_mask.view(x.shape[0], -1, *attn_mask.shape[1:])
+                return self.multihead_attn(query, key, memory, attn_mask=mask, key_padding_mask=key_padding_mask)
             return self.multihead_attn(query, key, memory, attn_mask=attn_mask,
                                        key_padding_mask=key_padding_mask, need_weights=False)[0]
         return self.residual(x, attend)
@@ -146,7 +157,7 @@ class RegionHead(nn.Module):
         self.RLA_vision = nn.ModuleList(SelfAttentionLayer(c, nheads, pre_norm) for _ in range(num_layers))
         self.transformer_ffn_layers = nn.ModuleList(FFNLayer(c, dim_feedforward, pre_norm)
                                                     for _ in range(num_layers))
-        self.RLA_lang_att = CrossAttentionLayer(c, nheads, pre_norm)
+        self.RLA_lang_att = CrossAttentionLayer(c, nheads, pre_norm, variable_memory=True)
         self.lang_weight = nn.Parameter(torch.zeros(()))
         self.decoder_norm = nn.LayerNorm(c)
         self.query_feat = nn.Embedding(num_region_queries, c)    # content of the region queries

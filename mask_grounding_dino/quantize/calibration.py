@@ -44,8 +44,9 @@ class CalibrationBatch:
         """Positional arguments of ``MaskGroundingDINO.forward``."""
         return (self.images, *self.text.as_tuple(), self.pixel_mask)
 
-    def onnx_feed(self, text_len: int, text_processor: TextProcessor) -> dict[str, np.ndarray]:
-        """The six ONNX inputs, the text padded to the graph's ``text_len``."""
+    def onnx_feed(self, text_len: int | None, text_processor: TextProcessor) -> dict[str, np.ndarray]:
+        """The six ONNX inputs, the text padded to the graph's ``text_len`` (None: a dynamic text axis,
+        padded to the longest caption)."""
         from ..export.io_names import INPUT_NAMES
 
         text = text_processor(self.captions, pad_to=text_len)

@@ -10,11 +10,13 @@ An empty ``layers`` list (TAO quantises nothing then) selects :data:`DEFAULT_RUL
 mode, so the action always does something and prints what it did:
 
 * ``weight_only_ptq``: every Linear and Embedding except the prediction heads (``bbox_embed``,
-  ``class_embed``, ``enc_out_*``, ``label_enc``), the mask branch, the region head and the
-  text encoder's layers. Of the text encoder only the embedding tables are quantised (one
-  scale per row): a table lookup passes each row's small rounding error on once, and the word
-  table is almost half of the file. Its Linear layers stay float: with int8 weights there the
-  quickstart model lost 0.019 bbox mAP@50, against none with the embeddings alone.
+  ``class_embed``, ``enc_out_*``, ``label_enc``), the mask branch and the region head. The
+  text encoder is included: its embedding tables (one scale per row; the word table is almost
+  half of the file) and its Linear layers, which the torchao backend quantises with one scale
+  per 32 input channels (BERT-family weights have outlier columns; one scale per output row
+  let them set the step of a whole row). On the main job's model (800 steps): bbox mAP@50
+  0.838 in float, 0.840 with the text encoder quantised this way, file 0.31x; with its Linear
+  layers left float, 0.837 and 0.61x.
 * ``static_ptq``: the Linear and Conv2d layers of the image backbone, the input projections,
   the encoder (image, text and fusion layers) and the decoder layers; the text encoder, the
   heads, the mask branch and every norm stay in float. Deformable attention's
@@ -44,7 +46,7 @@ _INT8 = QuantTensorConfig(dtype="int8")
 #: Default rules by mode (used when ``quantize.layers`` is empty).
 DEFAULT_RULES: dict[str, tuple[QuantLayerConfig, ...]] = {
     "weight_only_ptq": tuple(QuantLayerConfig(module_name=p, weights=_INT8) for p in (
-        "backbone.*", "input_proj.*", "bert.embeddings.*", "feat_map", "transformer.encoder.*", "transformer.decoder.layers.*",
+        "backbone.*", "input_proj.*", "bert.*", "feat_map", "transformer.encoder.*", "transformer.decoder.layers.*",
         "transformer.decoder.ref_point_head.*", "transformer.enc_output")),
     "static_ptq": tuple(QuantLayerConfig(module_name=p, weights=_INT8, activations=_INT8) for p in (
         "backbone.*", "input_proj.*", "transformer.encoder.*", "transformer.decoder.layers.*")),

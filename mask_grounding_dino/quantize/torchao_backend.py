@@ -2,7 +2,9 @@
 
 Per matched layer (see ``layers.py``):
 
-* Linear, int8: ``Int8WeightOnlyConfig`` (one scale per output channel);
+* Linear, int8: ``Int8WeightOnlyConfig`` (one scale per output channel); in the text encoder
+  (``bert.*``) ``IntxWeightOnlyConfig(int8, groups of 32 input channels)``, whose finer scales
+  keep BERT's outlier weight columns from coarsening whole rows;
 * Linear, ``fp8_e4m3fn`` / ``fp8_e5m2``: ``Float8WeightOnlyConfig`` with that dtype;
 * Embedding, int8: ``IntxWeightOnlyConfig(int8, per row)`` (the text encoder's token table is
   the largest tensor of the model); float8 embeddings are not offered by torchao.
@@ -27,7 +29,15 @@ SUPPORTED = ("Linear", "Embedding")
 _FP8 = {"fp8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
 
 
-def _config(kind: str, dtype: str, name: str):
+#: Input channels sharing one scale in the text encoder's int8 Linear layers.
+TEXT_ENCODER_GROUP = 32
+
+
+def _grouped(kind: str, dtype: str, name: str) -> bool:
+    return kind == "Linear" and dtype == "int8" and name.startswith("bert.")
+
+
+def _config(kind: str, dtype: str, name: str, grouped: bool = False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # torchao's import-time registration chatter
         quant = import_optional("torchao.quantization", "quantize.backend torchao")
@@ -38,6 +48,10 @@ def _config(kind: str, dtype: str, name: str):
         from torchao.quantization.granularity import PerAxis
 
         return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))
+    if dtype == "int8" and grouped:
+        from torchao.quantization.granularity import PerGroup
+
+        return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerGroup(TEXT_ENCODER_GROUP))
     if dtype == "int8":
         return quant.Int8WeightOnlyConfig()
     return quant.Float8WeightOnlyConfig(weight_dtype=getattr(torch, _FP8[dtype]))
@@ -47,10 +61,11 @@ def quantize_weights(model: nn.Module, plan: LayerPlan) -> nn.Module:
     """Quantise ``plan.chosen`` layers of ``model`` in place; returns ``model``."""
     from torchao.quantization import quantize_
 
-    groups: dict[tuple[str, str], set[str]] = {}
+    groups: dict[tuple[str, str, bool], set[str]] = {}
     for choice in plan.chosen.values():
-        groups.setdefault((choice.kind, choice.weights), set()).add(choice.name)
-    for (kind, dtype), names in sorted(groups.items()):
-        config = _config(kind, dtype, next(iter(names)))
+        grouped = _grouped(choice.kind, choice.weights, choice.name)
+        groups.setdefault((choice.kind, choice.weights, grouped), set()).add(choice.name)
+    for (kind, dtype, grouped), names in sorted(groups.items()):
+        config = _config(kind, dtype, next(iter(names)), grouped)
         quantize_(model, config, filter_fn=lambda module, fqn, names=names: fqn in names)
     return model

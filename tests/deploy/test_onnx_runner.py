@@ -102,3 +102,33 @@ def test_fixed_batch_graph_runs_in_slices(backends, batch, monkeypatch):
     sliced = onnx.run(onnx.encode_image(batch.images, None), captions)
     assert calls == [1, 1]
     np.testing.assert_allclose(whole.pred_logits.numpy(), sliced.pred_logits.numpy(), atol=1e-5)
+
+
+def test_dynamic_text_graph_runs_captions_at_their_own_length(tiny_model, tmp_path, batch):
+    """``dynamic_text`` (the CPU INT8 graph's form): the text inputs have a symbolic length, the runner
+    pads captions to the longest as PyTorch does, and every output equals PyTorch's at that padding,
+    for two different lengths from one graph."""
+    import onnxruntime as ort
+
+    from mask_grounding_dino.export import export_onnx
+    from mask_grounding_dino.export.io_names import TRACE_TEXT_LEN
+
+    path = tmp_path / "dynamic_text.onnx"
+    export_onnx(tiny_model, path, input_size=(96, 96), dynamic_text=True)
+    inputs = {i.name: i.shape for i in ort.InferenceSession(str(path)).get_inputs()}
+    assert inputs["input_ids"] == ["batch_size", "text_len"]
+    assert inputs["text_token_mask"] == ["batch_size", "text_len", "text_len"]
+    torch_backend, onnx = TorchBackend(tiny_model, device="cpu"), OnnxBackend(path)
+    assert onnx.pad_to is None and onnx.text_len == 256                       # max_text_len from the metadata
+    for captions in (["red block ."], ["red block . blue block . a green one on the left . background ."]):
+        fed = onnx.text_processor(captions).input_ids.shape[1]
+        assert fed != TRACE_TEXT_LEN and fed < 256
+        ours = torch_backend.run(torch_backend.encode_image(batch.images, None), captions)
+        theirs = onnx.run(onnx.encode_image(batch.images, None), captions)
+        assert theirs.text_mask.shape[1] == fed
+        for name in ("pred_logits", "pred_boxes", "pred_masks", "no_targets", "union_mask_logits"):
+            a, b = getattr(ours, name), getattr(theirs, name)
+            assert a.shape == b.shape, name
+            finite = torch.isfinite(a)
+            assert torch.equal(finite, torch.isfinite(b)), name
+            assert (a[finite] - b[finite]).abs().max() <= ATOL_RAW, name

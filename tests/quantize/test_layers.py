@@ -78,7 +78,7 @@ def test_default_sets_quantise_something_and_say_what_they_leave_out():
     weight_only = plan_layers(LAYERS, mode="weight_only_ptq")
     assert weight_only.defaults and {"bert.embeddings.word_embeddings", "backbone.0"} <= set(weight_only.chosen)
     assert "class_embed" not in weight_only.chosen                 # heads stay in float
-    assert "bert.dense" not in weight_only.chosen                  # the text encoder's Linear layers too
+    assert "bert.dense" in weight_only.chosen                      # the text encoder's Linear layers too
     static = plan_layers(LAYERS, mode="static_ptq")
     assert set(static.chosen) == {"backbone.0", "transformer.encoder.linear1"}     # no text encoder, no offsets
     assert static.skipped["transformer.encoder.sampling_offsets"] == "skip_names '*sampling_offsets'"

@@ -72,6 +72,11 @@ def _is_quantized(name: str, path: str) -> None:
 
         state = read_quantized(path).state_dict
         assert sum(isinstance(t, TorchAOBaseTensor) for t in state.values()) > 10
+        # The text encoder's Linear layers: one scale per 32 input channels; the others: one per output row.
+        text = [k for k in state if k.startswith("bert.encoder.") and k.endswith("dense.weight")]
+        assert text and all(tuple(state[k].block_size) == (1, 32) for k in text)
+        other = state["transformer.encoder.layers.0.linear1.weight"]
+        assert tuple(other.scale.shape) == (other.shape[0], 1)
     elif name == "modelopt.pytorch":
         assert any(k.endswith("input_quantizer._amax") for k in read_quantized(path).state_dict)
     else:
