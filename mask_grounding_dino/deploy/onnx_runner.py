@@ -15,14 +15,19 @@ This runner
 * returns :class:`GroundingOutputs` (CPU tensors), so post-processing, chunking of long
   prompts and the evaluators are the PyTorch ones.
 
+The graph is cut into its text side and the rest at load time (``onnx_split.py``): a prompt
+seen before (an evaluation's class list, a deployment's fixed prompt) runs the image side
+only, its text-side tensors taken from a cache, as :class:`~.backend.TorchBackend` does.
+
 The graph has no padding-mask input: every image must fill the tensor
-(``supports_padding`` False). Long class lists run the whole graph once per chunk (the
-image side cannot be split out of one ONNX graph).
+(``supports_padding`` False). Long class lists run the image side once per chunk (its
+backbone and encoder read the text, so they cannot be shared between chunks).
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,13 +67,16 @@ class OnnxBackend:
         path: the ``.onnx`` file (local or a URL, fetched once into the cache).
         device: ``cuda`` uses onnxruntime's CUDA provider when the installed build has one.
         text_encoder_type: tokenizer to use when the file's metadata does not name one.
+        text_cache_size: prompts whose text-side tensors are kept. The graph is cut into its text
+            side and the rest (``onnx_split.py``); a prompt seen before then runs the image side
+            only, as PyTorch runs it. 0 runs the whole graph on every call.
     """
 
     kind = "onnx"
     supports_padding = False
 
     def __init__(self, path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                 text_encoder_type: str | None = None):
+                 text_encoder_type: str | None = None, text_cache_size: int = 64):
         import onnxruntime as ort
 
         from ..quantize.onnx_session import session_options
@@ -106,6 +114,27 @@ class OnnxBackend:
         self.pad_to = fixed_text
         self.text_processor = TextProcessor(tokenizer, self.text_len)
         self.metadata = dict(meta)
+        self._text_cache: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+        self._text_cache_size = int(text_cache_size)
+        self._split = self._split_sessions(local, options, ort) if self._text_cache_size > 0 else None
+
+    def _split_sessions(self, local: str, options, ort):
+        """(text session, image session, boundary names) when the graph's text side can be cut off
+        (``onnx_split.py``), else None: the whole graph then runs on every call."""
+        import onnx
+
+        from .onnx_split import split_text_side
+
+        try:
+            split = split_text_side(onnx.load(local))
+            if split is None:
+                return None
+            providers = self.session.get_providers()
+            text = ort.InferenceSession(split.text, options, providers=providers)
+            image = ort.InferenceSession(split.image, options, providers=providers)
+        except Exception:  # a graph the splitter cannot cut (unusual ops): run it whole
+            return None
+        return text, image, split.boundary
 
     def describe(self) -> str:
         size = "any size" if self.fixed_input_size is None else "x".join(map(str, self.fixed_input_size))
@@ -132,13 +161,40 @@ class OnnxBackend:
         feed = {"inputs": image.images}
         for name, tensor in zip(INPUT_NAMES[1:], text.as_tuple()):
             feed[name] = tensor.numpy()
-        results = self._run_sliced(feed, batch)
+        if self._split is not None and (self.fixed_batch is None or self.fixed_batch >= batch):
+            results = self._run_cached(feed, tuple(captions), batch)
+        else:
+            results = self._run_sliced(feed, batch)
         out = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in results.items()}
         height, width = image.images.shape[-2:]
         return GroundingOutputs(pred_logits=out["pred_logits"].float(), pred_boxes=out["pred_boxes"].float(),
                                 text_mask=text.attention_mask.clone(), pred_masks=out.get("pred_masks"),
                                 no_targets=out.get("no_targets"), union_mask_logits=out.get("union_mask_logits"),
                                 input_size=(int(height), int(width)))
+
+    def _run_cached(self, feed: dict[str, np.ndarray], captions: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
+        """The image side with the prompt's text-side tensors from the cache (computed on first use).
+
+        The text side runs on the same batch the image side gets (the graph's fixed batch, padded with
+        copies as :meth:`_run_sliced` does), so every boundary tensor has the shape it has in the whole graph."""
+        text_session, image_session, boundary = self._split
+        typed = {k: v.astype(self._input_types[k], copy=False) for k, v in feed.items()}
+        rows = self.fixed_batch or batch
+        if rows > batch:
+            typed = {k: np.concatenate([v, np.repeat(v[-1:], rows - batch, axis=0)]) for k, v in typed.items()}
+        key = (captions, rows)
+        cached = self._text_cache.get(key)
+        if cached is None:
+            names = [i.name for i in text_session.get_inputs()]
+            cached = text_session.run(boundary, {name: typed[name] for name in names})
+            self._text_cache[key] = cached
+            if len(self._text_cache) > self._text_cache_size:
+                self._text_cache.popitem(last=False)
+        else:
+            self._text_cache.move_to_end(key)
+        available = {"inputs": typed["inputs"], **dict(zip(boundary, cached))}
+        got = image_session.run(self.output_names, {i.name: available[i.name] for i in image_session.get_inputs()})
+        return {name: value[:batch] for name, value in zip(self.output_names, got)}
 
     def _run_sliced(self, feed: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         """Run the whole batch, or slices of the graph's fixed batch (last one padded with copies)."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mask_grounding_dino.deploy import Detector, ImagePreprocessor, OnnxBackend, Thresholds, TorchBackend
+from mask_grounding_dino.deploy.onnx_runner import INPUT_NAMES
 
 #: onnxruntime vs PyTorch (fp32, same inputs): the export check measures ~2e-5 on this model;
 #: 1e-3 on raw outputs (logits pass ~20 float32 layers) and 1e-4 on scores after the sigmoid
@@ -132,3 +133,27 @@ def test_dynamic_text_graph_runs_captions_at_their_own_length(tiny_model, tmp_pa
             finite = torch.isfinite(a)
             assert torch.equal(finite, torch.isfinite(b)), name
             assert (a[finite] - b[finite]).abs().max() <= ATOL_RAW, name
+
+
+def test_text_side_is_cut_off_and_cached_with_the_same_outputs(tiny_model, onnx_file, batch, monkeypatch):
+    """The runner splits the graph (text side | rest): the same outputs as the whole graph, and a prompt
+    seen before does not run the text side again."""
+    whole, split = OnnxBackend(onnx_file, text_cache_size=0), OnnxBackend(onnx_file)
+    assert whole._split is None and split._split is not None
+    text_session, _, boundary = split._split
+    assert any(name not in INPUT_NAMES for name in boundary)        # computed text features cross
+    calls = []
+    original = text_session.run
+    monkeypatch.setattr(text_session, "run", lambda *a, **k: calls.append(1) or original(*a, **k), raising=False)
+    captions = ["red block . blue block ."]
+    for _ in range(2):
+        a = whole.run(whole.encode_image(batch.images, None), captions)
+        b = split.run(split.encode_image(batch.images, None), captions)
+        for name in ("pred_logits", "pred_boxes", "pred_masks", "no_targets", "union_mask_logits"):
+            x, y = getattr(a, name), getattr(b, name)
+            finite = torch.isfinite(x)
+            assert torch.equal(finite, torch.isfinite(y)), name
+            assert (x[finite] - y[finite]).abs().max() <= ATOL_RAW, name
+    assert len(calls) == 1                                             # the second call used the cache
+    split.run(split.encode_image(batch.images, None), ["another prompt ."])
+    assert len(calls) == 2
