@@ -139,6 +139,10 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
         2, "read_checkpoint passes the folder's fileio.local_copy"),
     ("deploy/onnx_runner.py", "OnnxBackend.__init__", "ort.InferenceSession"): (
         1, "opens fileio.local_copy(path) (URLs fetched once)"),
+    ("deploy/onnx_runner.py", "OnnxBackend._split_sessions", "onnx.load"): (
+        1, "the local copy fileio.local_copy made of the model file"),
+    ("deploy/onnx_runner.py", "OnnxBackend._split_sessions", "ort.InferenceSession"): (
+        2, "the two halves of that graph, in memory (bytes, not a path)"),
     ("deploy/preprocess.py", "load_rgb", "Image.open"): (1, "decodes the file object fileio.open_binary opened"),
     ("text/tokenizer.py", "resolve_text_encoder", "os.path.isdir"): (
         1, "model.text_encoder_type: a local folder or a hub id (config/validate.py refuses URLs)"),
