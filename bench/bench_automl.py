@@ -110,7 +110,7 @@ def _study(spec: str, out: str, name: str, pairs: list[str], log: str) -> tuple[
 def _resume(spec: str, out: str, trials: int, concurrent: int, epochs: int, log: str) -> dict:
     folder = os.path.join(out, "resume")
     pairs = [f"results_dir={folder}", "automl_algorithm=bayesian", f"automl_max_recommendations={trials}",
-             f"automl_max_concurrent={concurrent}", f"automl_max_epochs={epochs}"]
+             f"automl_max_concurrent={concurrent}", f"train.num_epochs={epochs}"]  # bayesian trials train the spec's
     argv = [sys.executable, "-m", "mask_grounding_dino", "automl", "-e", spec, *pairs]
     with open(log, "a", encoding="utf-8") as handle:
         proc = subprocess.Popen(argv, env=ENV, stdout=handle, stderr=subprocess.STDOUT)
@@ -145,7 +145,8 @@ def main() -> int:
     parser.add_argument("--algorithms", default="bayesian,asha,hyperband")
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--resume-trials", type=int, default=6, help="trials of the killed-and-resumed study")
-    parser.add_argument("--resume-epochs", type=int, default=3, help="automl_max_epochs of that study")
+    parser.add_argument("--resume-epochs", type=int, default=3,
+                        help="epochs of that study's trials (its train.num_epochs: bayesian trials train the spec's)")
     args = parser.parse_args()
     TINY.update({"model.hidden_dim": args.hidden, "model.dim_feedforward": 4 * args.hidden})
     os.makedirs(args.out, exist_ok=True)

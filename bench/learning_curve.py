@@ -22,6 +22,9 @@ subprocess. Output (``--out``): ``learning_curve.json``, ``learning_curve.png`` 
     python bench/learning_curve.py --minutes 2 --eval-every 1         # smoke run
     python bench/learning_curve.py --spec s.yaml --override train.optim.lr=4e-4 --runs ours
     python bench/learning_curve.py --peer-lr 2e-4,4e-4                 # two peer runs
+    python bench/learning_curve.py --runs ours --label "pretrained start" --out lc_pre \
+        --override model.backbone=efficientnet_lite0 --override model.pretrained_backbone_path=efficientnet_lite0
+    python bench/learning_curve.py --merge lc_random lc_pre --out lc_both      # both curves in one picture
 """
 
 from __future__ import annotations
@@ -194,7 +197,8 @@ def run_ours(args) -> dict:
     curve = Curve()
     wall = time.perf_counter()
     train.run(cfg, progress_bar=False, callbacks=[curve])
-    return {"name": "ours", "label": f"ours ({os.path.basename(args.spec) if args.spec else 'quickstart preset'})",
+    label = args.label or f"ours ({os.path.basename(args.spec) if args.spec else 'quickstart preset'})"
+    return {"name": "ours", "label": label,
             "spec": args.spec, "overrides": args.override, "points": curve.points,
             "wall_seconds": time.perf_counter() - wall, "batch_size": int(cfg.dataset.batch_size),
             "lr": float(cfg.train.optim.lr)}
@@ -334,7 +338,28 @@ def worker_command(args, run: str) -> list[str]:
         cmd += ["--override", item]
     if args.keep_epochs:
         cmd.append("--keep-epochs")
+    if args.label:
+        cmd += ["--label", args.label]
     return cmd
+
+
+def merge(args) -> int:
+    """One picture and table from several earlier outputs (``--merge``): e.g. two starts of our model."""
+    runs, loads = [], []
+    for folder in args.merge:
+        with open(os.path.join(folder, "learning_curve.json"), encoding="utf-8") as handle:
+            summary = json.load(handle)
+        runs.extend(summary["runs"])
+        loads.append(summary["load_before"][0])
+    os.makedirs(args.out, exist_ok=True)
+    title = (f"held-out mAP@50 vs training minutes ({len(args.merge)} runs of this script, "
+             f"load {min(loads):.1f}-{max(loads):.1f})")
+    plot(runs, os.path.join(args.out, "learning_curve.png"), title)
+    with open(os.path.join(args.out, "learning_curve.json"), "w", encoding="utf-8") as handle:
+        json.dump({"merged": [os.path.abspath(f) for f in args.merge], "load_before": [min(loads)], "runs": runs},
+                  handle, indent=2)
+    print(table(runs))
+    return 0
 
 
 def main(argv=None) -> int:
@@ -358,8 +383,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data", help="synthetic dataset folder (generated when missing; default <out>/data)")
     parser.add_argument("--out", default="learning_curve_out", help="output folder")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--label", help="legend label of our run (default: 'ours (<spec>)')")
+    parser.add_argument("--merge", nargs="+", metavar="OUT",
+                        help="train nothing: plot the runs of these earlier --out folders in one picture")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
     args.out = os.path.abspath(args.out)
     args.spec = os.path.abspath(args.spec) if args.spec else None
 

@@ -20,6 +20,7 @@ deterministic kernels), so the spread across seeds is the spread a user can expe
     python bench/quickstart_seeds.py --seeds 0,1,2,3,4 --out runs/seeds5
     python bench/quickstart_seeds.py --smoke --out /tmp/s     # tiny job: checks the script only
     python bench/quickstart_seeds.py -- --epochs 4 train.optim.lr=0.0004   # extra quickstart arguments
+    python bench/quickstart_seeds.py --seeds 2 --out runs/again --compare runs/quickstart_seeds/quickstart_seeds.json
 
 A seed folder that exists already is not touched: the run stops with a message, unless
 ``--reuse`` takes the summary a finished earlier run left there (its times are that run's).
@@ -68,6 +69,30 @@ def find_metric(metrics, name: str):
     return None
 
 
+def final_weights_digest(summary: dict) -> str | None:
+    """Digest of the model weights in the run's final checkpoint (None when it is gone)."""
+    from mask_grounding_dino.utils.digest import checkpoint_model_weights, tensors_digest
+
+    path = summary.get("checkpoint")
+    return tensors_digest(checkpoint_model_weights(path)) if path and os.path.isfile(path) else None
+
+
+def compare(rows: list[dict], other_json: str) -> list[str]:
+    """Lines saying, per seed in both runs, whether the final weights are bitwise equal."""
+    with open(other_json, encoding="utf-8") as handle:
+        other = {r["seed"]: r for r in json.load(handle)["rows"]}
+    lines = []
+    for row in rows:
+        theirs = other.get(row["seed"])
+        if theirs is None or not theirs.get("weights_digest") or not row.get("weights_digest"):
+            continue
+        same = theirs["weights_digest"] == row["weights_digest"]
+        lines.append(f"seed {row['seed']}: final weights {'IDENTICAL' if same else 'DIFFERENT'} to {other_json} "
+                     f"({row['weights_digest'][:16]} vs {theirs['weights_digest'][:16]}; wall {row['wall_min']:.1f} "
+                     f"vs {theirs['wall_min']:.1f} min)")
+    return lines
+
+
 def summary_row(seed: int, summary: dict) -> dict:
     """One table row from a ``quickstart_summary.json``."""
     selectivity = summary.get("selectivity") or []
@@ -79,7 +104,7 @@ def summary_row(seed: int, summary: dict) -> dict:
             "segm_map50": find_metric(summary.get("metrics"), "[segm] test_mAP@50"),
             "selectivity_precision": correct / returned if returned else None,
             "selectivity_recall": correct / objects if objects else None,
-            "selectivity_returned": returned}
+            "selectivity_returned": returned, "weights_digest": final_weights_digest(summary)}
 
 
 def spread(rows: list[dict]) -> dict:
@@ -148,6 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/quickstart_seeds", help="parent folder of the seed_S runs")
     parser.add_argument("--smoke", action="store_true", help="a tiny job per seed (checks this script, not the model)")
     parser.add_argument("--reuse", action="store_true", help="read finished runs found in --out instead of stopping")
+    parser.add_argument("--compare", metavar="JSON",
+                        help="an earlier run's quickstart_seeds.json: say per common seed whether the final "
+                             "weights are bitwise identical")
     parser.add_argument("extra", nargs="*", help="after --: more quickstart arguments (flags, key=value overrides)")
     args = parser.parse_args(argv)
     seeds = args.seeds or list(range(args.num_seeds))
@@ -174,6 +202,8 @@ def main(argv=None) -> int:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=2)
     print(f"written: {path}")
+    if args.compare:
+        print("\n".join(compare(rows, args.compare)) or f"no seed with weights in both runs ({args.compare})")
     return 0
 
 

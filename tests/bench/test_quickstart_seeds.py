@@ -115,3 +115,29 @@ def test_smoke_run_of_the_real_quickstart(tmp_path):
     spec = (out / "seed_5" / "spec.yaml").read_text(encoding="utf-8")
     assert "seed: 5" in spec                      # --seed reached the training spec
     assert "| 5 |" in done.stdout
+
+
+def test_compare_says_whether_the_same_seed_ended_with_the_same_weights(tmp_path, capsys):
+    """``--compare``: the final checkpoint's model weights are digested per seed; two runs of a seed
+    compare equal only when every tensor is bitwise equal."""
+    import torch
+
+    def checkpoint(path, bump: float = 0.0):
+        state = {"model.w": torch.ones(3) + bump, "model.b": torch.zeros(2), "optimizer_only": torch.ones(1)}
+        torch.save({"state_dict": state}, path)
+        return str(path)
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out, bumps in ((first, (0.0, 0.0)), (second, (0.0, 1e-7))):
+        for seed, bump in zip((0, 1), bumps):
+            summary = _summary(0.8, 0.8, [(1, 1, 1)])
+            out.mkdir(exist_ok=True)
+            summary["checkpoint"] = checkpoint(out / f"final_{seed}.pth", bump)
+            _finished_run(out, seed, summary)
+    assert seeds_script.main(["--out", str(first), "--seeds", "0,1", "--reuse"]) == 0
+    capsys.readouterr()
+    assert seeds_script.main(["--out", str(second), "--seeds", "0,1", "--reuse",
+                              "--compare", str(first / "quickstart_seeds.json")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seed ")]
+    assert lines[0].startswith("seed 0: final weights IDENTICAL")
+    assert lines[1].startswith("seed 1: final weights DIFFERENT")          # one float32 step apart

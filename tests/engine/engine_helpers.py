@@ -9,7 +9,6 @@ a narrow ResNet, 1 encoder / 2 decoder layers, 10 queries.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import pathlib
@@ -20,6 +19,8 @@ import sys
 import lightning.pytorch as pl
 import torch
 import yaml
+
+from mask_grounding_dino.utils.digest import checkpoint_model_weights, tensors_digest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -139,19 +140,12 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
 
 def model_weights(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The model's tensors of a training checkpoint (``state_dict`` keys under ``model.``)."""
-    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return checkpoint_model_weights(checkpoint_path)
 
 
 def weights_digest(weights: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names and exact bytes of the tensors (equal digests <=> bitwise equal weights)."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        tensor = weights[name].detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
+    return tensors_digest(weights)
 
 
 class RunRecorder(pl.Callback):
