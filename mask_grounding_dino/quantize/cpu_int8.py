@@ -58,6 +58,20 @@ class _Reader:
         return next(self._feeds, None)
 
 
+def _check_calibrators() -> None:
+    """ModelOpt's ONNX quantisation replaces onnxruntime's calibrator methods for the whole process
+    when it runs (``modelopt.onnx.quantization.ort_patching``); ranges recorded by those skip tensors
+    our Q/DQ placement needs. Refuse with one line instead of failing deep inside onnxruntime."""
+    from onnxruntime.quantization.calibrate import MinMaxCalibrater
+
+    patched = [name for name in ("augment_graph", "collect_data", "compute_data")
+               if not getattr(MinMaxCalibrater, name).__module__.startswith("onnxruntime")]
+    if patched:
+        raise QuantizeError("quantize.target cpu: this process already ran ModelOpt's ONNX quantisation, which "
+                            "replaces onnxruntime's calibrators process-wide; run the CPU INT8 quantisation in a new "
+                            "process (each mask_grounding_dino quantize command is one)")
+
+
 def quantize_graph(float_path: str | os.PathLike, plan: LayerPlan, owner: dict[str, str | None],
                    data: CalibrationData, output: str | os.PathLike, *, algorithm: str, text_len: int | None,
                    metadata: dict[str, str]) -> dict:
@@ -68,6 +82,7 @@ def quantize_graph(float_path: str | os.PathLike, plan: LayerPlan, owner: dict[s
     import onnx
 
     method = getattr(CalibrationMethod, check_algorithm(algorithm))
+    _check_calibrators()
     graph = onnx.load(str(float_path), load_external_data=False).graph
     # onnxruntime's calibrator records no range for a graph input (the image feeding the first Conv):
     # such a layer stays float rather than failing the whole run.

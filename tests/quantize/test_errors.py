@@ -102,3 +102,22 @@ def test_a_failed_quantize_leaves_no_file(quant_spec, tmp_path):
     left = sorted(os.listdir(spec.quantize.results_dir))
     assert left == ["quantize_spec.yaml"], left
     shutil.rmtree(folder)
+
+
+def test_cpu_target_after_modelopt_patched_the_calibrators(quant_spec, capsys, tmp_path):
+    """ModelOpt's ONNX quantisation replaces onnxruntime's MinMaxCalibrater methods for the whole process
+    (its ``ort_patching``); the CPU INT8 path then stops with one line instead of a deep onnxruntime error,
+    and writes nothing."""
+    from modelopt.onnx.quantization import ort_patching
+    from onnxruntime.quantization.calibrate import MinMaxCalibrater
+
+    saved = {name: getattr(MinMaxCalibrater, name) for name in ("augment_graph", "collect_data", "compute_data",
+                                                                 "merge_range")}
+    try:
+        MinMaxCalibrater.collect_data = ort_patching._collect_data_minmax_calibrator   # what ModelOpt installs
+        lines = _cli(quant_spec({"quantize.target": "cpu", "quantize.results_dir": str(tmp_path / "q")}), capsys)
+    finally:
+        for name, method in saved.items():
+            setattr(MinMaxCalibrater, name, method)
+    assert len(lines) == 1 and "already ran ModelOpt's ONNX quantisation" in lines[0]
+    assert not (tmp_path / "q" / "quantized_model_cpu_int8.onnx").exists()
