@@ -139,6 +139,8 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
         2, "read_checkpoint passes the folder's fileio.local_copy"),
     ("deploy/onnx_runner.py", "OnnxBackend.__init__", "ort.InferenceSession"): (
         1, "opens fileio.local_copy(path) (URLs fetched once)"),
+    ("utils/digest.py", "checkpoint_model_weights", "torch.load"): (
+        1, "a checkpoint the digesting run wrote itself, locally (tests, bench/quickstart_seeds.py)"),
     ("deploy/onnx_runner.py", "OnnxBackend._split_sessions", "onnx.load"): (
         1, "the local copy fileio.local_copy made of the model file"),
     ("deploy/onnx_runner.py", "OnnxBackend._split_sessions", "ort.InferenceSession"): (
