@@ -17,7 +17,6 @@ caption's text features cached); the ONNX runner lives in ``onnx_runner.py``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from ..model.outputs import GroundingOutputs
 from ..text import TextProcessor
 from ..utils.cpu import flushed_denormals
+from .prompt_cache import PromptCache
 
 
 class Backend(Protocol):
@@ -73,8 +73,7 @@ class TorchBackend:
                                             int(model.max_text_len))
         self.source = source
         self.text_pad_to = text_pad_to
-        self._text_cache: OrderedDict[str, Any] = OrderedDict()
-        self._text_cache_size = int(text_cache_size)
+        self._text_cache = PromptCache(text_cache_size)
 
     def describe(self) -> str:
         return f"PyTorch model {self.source or ''} on {self.device}".replace("  ", " ")
@@ -88,18 +87,11 @@ class TorchBackend:
         return self.model.encode_image(images.to(self.device, torch.float32), mask)
 
     def _encode_text(self, captions: Sequence[str]):
-        if len(captions) == 1:
-            cached = self._text_cache.get(captions[0])
-            if cached is not None:
-                self._text_cache.move_to_end(captions[0])
-                return cached
-        text = self.text_processor(list(captions), pad_to=self.text_pad_to).to(self.device)
-        features = self.model.encode_text(*text.as_tuple())
-        if len(captions) == 1 and self._text_cache_size > 0:
-            self._text_cache[captions[0]] = features
-            if len(self._text_cache) > self._text_cache_size:
-                self._text_cache.popitem(last=False)
-        return features
+        def encode():
+            text = self.text_processor(list(captions), pad_to=self.text_pad_to).to(self.device)
+            return self.model.encode_text(*text.as_tuple())
+
+        return self._text_cache.get(captions[0], encode) if len(captions) == 1 else encode()
 
     @flushed_denormals()
     @torch.inference_mode()

@@ -27,7 +27,6 @@ backbone and encoder read the text, so they cannot be shared between chunks).
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,11 +35,12 @@ import torch
 
 from ..data import fileio
 from ..errors import CheckpointError
+from ..export.io_names import INPUT_NAMES
 from ..model.outputs import GroundingOutputs
 from ..text import TextProcessor
 from .devices import onnx_providers
+from .prompt_cache import PromptCache
 
-INPUT_NAMES = ("inputs", "input_ids", "attention_mask", "position_ids", "token_type_ids", "text_token_mask")
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
                 "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
@@ -114,9 +114,8 @@ class OnnxBackend:
         self.pad_to = fixed_text
         self.text_processor = TextProcessor(tokenizer, self.text_len)
         self.metadata = dict(meta)
-        self._text_cache: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
-        self._text_cache_size = int(text_cache_size)
-        self._split = self._split_sessions(local, options, ort) if self._text_cache_size > 0 else None
+        self._text_cache = PromptCache(text_cache_size)
+        self._split = self._split_sessions(local, options, ort) if self._text_cache.size > 0 else None
 
     def _split_sessions(self, local: str, options, ort):
         """(text session, image session, boundary names) when the graph's text side can be cut off
@@ -178,34 +177,33 @@ class OnnxBackend:
         The text side runs on the same batch the image side gets (the graph's fixed batch, padded with
         copies as :meth:`_run_sliced` does), so every boundary tensor has the shape it has in the whole graph."""
         text_session, image_session, boundary = self._split
-        typed = {k: v.astype(self._input_types[k], copy=False) for k, v in feed.items()}
         rows = self.fixed_batch or batch
-        if rows > batch:
-            typed = {k: np.concatenate([v, np.repeat(v[-1:], rows - batch, axis=0)]) for k, v in typed.items()}
-        key = (captions, rows)
-        cached = self._text_cache.get(key)
-        if cached is None:
-            names = [i.name for i in text_session.get_inputs()]
-            cached = text_session.run(boundary, {name: typed[name] for name in names})
-            self._text_cache[key] = cached
-            if len(self._text_cache) > self._text_cache_size:
-                self._text_cache.popitem(last=False)
-        else:
-            self._text_cache.move_to_end(key)
+        typed = _padded(self._typed(feed), rows)
+        cached = self._text_cache.get((captions, rows), lambda: text_session.run(
+            boundary, {i.name: typed[i.name] for i in text_session.get_inputs()}))
         available = {"inputs": typed["inputs"], **dict(zip(boundary, cached))}
         got = image_session.run(self.output_names, {i.name: available[i.name] for i in image_session.get_inputs()})
         return {name: value[:batch] for name, value in zip(self.output_names, got)}
 
+    def _typed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.astype(self._input_types[k], copy=False) for k, v in feed.items()}
+
     def _run_sliced(self, feed: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         """Run the whole batch, or slices of the graph's fixed batch (last one padded with copies)."""
-        typed = {k: v.astype(self._input_types[k], copy=False) for k, v in feed.items()}
+        typed = self._typed(feed)
         step = self.fixed_batch or batch
         parts: list[list[np.ndarray]] = []
         for start in range(0, batch, step):
             piece = {k: v[start:start + step] for k, v in typed.items()}
             n = next(iter(piece.values())).shape[0]
-            if n < step:
-                piece = {k: np.concatenate([v, np.repeat(v[-1:], step - n, axis=0)]) for k, v in piece.items()}
-            got = self.session.run(self.output_names, piece)
+            got = self.session.run(self.output_names, _padded(piece, step))
             parts.append([g[:n] for g in got])
         return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(self.output_names)}
+
+
+def _padded(arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """``arrays`` with their last row repeated up to ``rows`` rows (a fixed-batch graph's batch)."""
+    n = next(iter(arrays.values())).shape[0]
+    if n >= rows:
+        return arrays
+    return {k: np.concatenate([v, np.repeat(v[-1:], rows - n, axis=0)]) for k, v in arrays.items()}

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TEXT_INPUTS = ("input_ids", "attention_mask", "position_ids", "token_type_ids", "text_token_mask")
-IMAGE_INPUT = "inputs"
+from ..export.io_names import INPUT_NAMES
+
+IMAGE_INPUT, *_TEXT = INPUT_NAMES
+TEXT_INPUTS = tuple(_TEXT)
 
 
 @dataclass
@@ -45,7 +47,7 @@ def text_boundary(graph) -> list[str]:
     text_nodes = set()
     for index, node in enumerate(graph.node):           # ONNX stores nodes in topological order
         used = [name for name in node.input if name]
-        if any(node.attribute[a].g.node for a in range(len(node.attribute)) if node.attribute[a].g):
+        if any(a.HasField("g") for a in node.attribute):
             continue                                     # subgraphs (If/Loop) stay on the image side
         if all(name in free for name in used):
             free.update(node.output)

@@ -20,7 +20,9 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
-from mask_grounding_dino.utils.digest import checkpoint_model_weights, tensors_digest
+# The model's tensors of a training checkpoint, and their SHA-256 (equal <=> bitwise-equal weights).
+from mask_grounding_dino.utils.digest import checkpoint_model_weights as model_weights  # noqa: F401
+from mask_grounding_dino.utils.digest import tensors_digest as weights_digest  # noqa: F401
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -136,16 +138,6 @@ def cli_env(**extra: str) -> dict:
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cli_command(*args), cwd=str(REPO_ROOT), env=env or cli_env(), capture_output=True,
                           text=True, timeout=timeout)
-
-
-def model_weights(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The model's tensors of a training checkpoint (``state_dict`` keys under ``model.``)."""
-    return checkpoint_model_weights(checkpoint_path)
-
-
-def weights_digest(weights: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names and exact bytes of the tensors (equal digests <=> bitwise equal weights)."""
-    return tensors_digest(weights)
 
 
 class RunRecorder(pl.Callback):
