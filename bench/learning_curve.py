@@ -22,9 +22,10 @@ subprocess. Output (``--out``): ``learning_curve.json``, ``learning_curve.png`` 
     python bench/learning_curve.py --minutes 2 --eval-every 1         # smoke run
     python bench/learning_curve.py --spec s.yaml --override train.optim.lr=4e-4 --runs ours
     python bench/learning_curve.py --peer-lr 2e-4,4e-4                 # two peer runs
-    python bench/learning_curve.py --runs ours --label "pretrained start" --out lc_pre \
-        --override model.backbone=efficientnet_lite0 --override model.pretrained_backbone_path=efficientnet_lite0
-    python bench/learning_curve.py --merge lc_random lc_pre --out lc_both      # both curves in one picture
+    python bench/learning_curve.py --runs ours,peer --keep-epochs --label "pretrained start" --out lc_pre
+    python bench/learning_curve.py --runs ours --keep-epochs --label "random start" --out lc_random \
+        --override model.backbone=resnet_tiny --override model.pretrained_backbone_path=
+    python bench/learning_curve.py --merge lc_pre lc_random --out lc_both      # all curves in one picture
 """
 
 from __future__ import annotations

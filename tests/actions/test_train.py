@@ -148,6 +148,40 @@ def test_training_leaves_the_process_settings_as_they_were(train_assets, tmp_pat
     assert list(warnings.filters) == filters and lightning_logger.filters == logger_filters
 
 
+TEMPLATE = (pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "tao" / "tao-skill-bank" / "models"
+            / "tao-train-mask-grounding-dino" / "references" / "spec_template_train.yaml")
+
+
+def test_taos_template_gets_the_untrained_region_head_warning_and_the_fixes_silence_it():
+    """TAO's train template builds the region head (100 queries) without its loss (no 'rela'),
+    while validation filters detections by the head's union mask (ioi_threshold 0.5)."""
+    from mask_grounding_dino.actions.train import untrained_region_head
+    from mask_grounding_dino.config import load_spec
+
+    line = untrained_region_head(load_spec(TEMPLATE))
+    assert line is not None and line.startswith("model.num_region_queries is 100 but model.loss_types has no "
+                                                "'rela'") and "evaluate.ioi_threshold 0.5" in line, line
+    for fix in (["model.loss_types=[labels,boxes,masks,rela]"], ["model.num_region_queries=0"],
+                ["evaluate.ioi_threshold=0.0"], ["model.has_mask=false"]):
+        assert untrained_region_head(load_spec(TEMPLATE, fix)) is None, fix
+
+
+def test_training_with_validation_and_an_untrained_region_head_says_so(train_assets, tmp_path, caplog):
+    import logging
+
+    data, text_encoder = train_assets
+    runs = {}
+    for name, losses in (("without", ["labels", "boxes", "masks"]), ("with", ["labels", "boxes", "masks", "rela"])):
+        spec = tiny_spec(data, text_encoder, tmp_path / name, {"train.is_dry_run": True, "model.loss_types": losses})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mask_grounding_dino.actions.train"):
+            train_in_process(spec, tmp_path / f"{name}.yaml")
+        runs[name] = [r.getMessage() for r in caplog.records
+                      if r.name == "mask_grounding_dino.actions.train" and r.levelno == logging.WARNING]
+    assert len(runs["without"]) == 1 and "has no 'rela'" in runs["without"][0], runs
+    assert runs["with"] == [], runs
+
+
 def test_a_missing_pretrained_model_is_a_user_error(train_assets, tmp_path, capsys):
     data, text_encoder = train_assets
     spec = write_spec(tmp_path / "spec.yaml", tiny_spec(data, text_encoder, tmp_path / "results",
