@@ -14,9 +14,9 @@ mode, so the action always does something and prints what it did:
   text encoder is included: its embedding tables (one scale per row; the word table is almost
   half of the file) and its Linear layers, which the torchao backend quantises with one scale
   per 32 input channels (BERT-family weights have outlier columns; one scale per output row
-  let them set the step of a whole row). On the main job's model (800 steps): bbox mAP@50
-  0.838 in float, 0.840 with the text encoder quantised this way, file 0.31x; with its Linear
-  layers left float, 0.837 and 0.61x.
+  let them set the step of a whole row). On the former main job's model (random-start ResNet,
+  800 steps): bbox mAP@50 0.838 in float, 0.840 with the text encoder quantised this way, file
+  0.31x; with its Linear layers left float, 0.837 and 0.61x.
 * ``static_ptq``: the Linear and Conv2d layers of the image backbone, the input projections,
   the encoder (image, text and fusion layers) and the decoder layers; the text encoder, the
   heads, the mask branch and every norm stay in float. Deformable attention's
