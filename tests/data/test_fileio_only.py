@@ -170,6 +170,8 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
     ("quantize/onnx_nodes.py", "write_metadata", "onnx.load"): (1, "the graph quantize just wrote in a temporary folder"),
     ("quantize/cpu_int8.py", "quantize_graph", "onnx.load"): (1, _QLOCAL + ", or the float graph quantize exported"),
     ("quantize/cpu_int8.py", "quantize_for_cpu", "onnx.load"): (1, "the float graph quantize just exported (temporary)"),
+    ("quantize/cpu_int8.py", "lean_calibration_sessions.create_inference_session", "ort.InferenceSession"):
+        (1, "the augmented graph onnxruntime's calibrator wrote in its temporary folder"),
     ("quantize/report.py", "file_size_mb", "os.path.isfile"): (1, _QLOCAL + ", or the file quantize wrote"),
     ("quantize/report.py", "file_size_mb", "os.path.getsize"): (1, _QLOCAL + ", or the file quantize wrote"),
     ("quantize/report.py", "match_threads", "ort.InferenceSession"): (1, _QLOCAL + ", or the file quantize wrote"),
