@@ -123,17 +123,8 @@ def time_backend(backend, inputs: list[tuple[torch.Tensor, str]], *, warmup: int
 
 def match_threads(backend) -> None:
     """Give an onnxruntime backend the same intra-op thread count as PyTorch."""
-    session = getattr(backend, "session", None)
-    if session is None:
-        return
-    import onnxruntime as ort
-
-    from .onnx_session import session_options
-
-    options = session_options(backend.path)
-    options.log_severity_level = 3
-    options.intra_op_num_threads = torch.get_num_threads()
-    backend.session = ort.InferenceSession(backend.path, options, providers=session.get_providers())
+    if hasattr(backend, "set_intra_op_threads"):
+        backend.set_intra_op_threads(torch.get_num_threads())
 
 
 def measure(cfg, label: str, path: str, backend, *, latency_images: int = 4, with_metrics: bool = True) -> Measurement:

@@ -137,14 +137,14 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
         4, "read_checkpoint passes the folder's fileio.local_copy"),
     ("model/checkpoint/hf.py", "read_hf_folder", ".read_text"): (
         2, "read_checkpoint passes the folder's fileio.local_copy"),
-    ("deploy/onnx_runner.py", "OnnxBackend.__init__", "ort.InferenceSession"): (
+    ("deploy/onnx_runner.py", "OnnxBackend.__init__", "onnx.load"): (
         1, "opens fileio.local_copy(path) (URLs fetched once)"),
+    ("deploy/onnx_runner.py", "OnnxBackend._new_session", "ort.InferenceSession"): (
+        1, "that local copy, or the two halves of its graph in memory (bytes, not a path)"),
+    ("deploy/onnx_runner.py", "OnnxBackend.set_intra_op_threads", "onnx.load"): (
+        1, "the local copy fileio.local_copy made of the model file"),
     ("utils/digest.py", "checkpoint_model_weights", "torch.load"): (
         1, "a checkpoint the digesting run wrote itself, locally (tests, bench/quickstart_seeds.py)"),
-    ("deploy/onnx_runner.py", "OnnxBackend._split_sessions", "onnx.load"): (
-        1, "the local copy fileio.local_copy made of the model file"),
-    ("deploy/onnx_runner.py", "OnnxBackend._split_sessions", "ort.InferenceSession"): (
-        2, "the two halves of that graph, in memory (bytes, not a path)"),
     ("deploy/preprocess.py", "load_rgb", "Image.open"): (1, "decodes the file object fileio.open_binary opened"),
     ("text/tokenizer.py", "resolve_text_encoder", "os.path.isdir"): (
         1, "model.text_encoder_type: a local folder or a hub id (config/validate.py refuses URLs)"),
@@ -174,7 +174,6 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
         (1, "the augmented graph onnxruntime's calibrator wrote in its temporary folder"),
     ("quantize/report.py", "file_size_mb", "os.path.isfile"): (1, _QLOCAL + ", or the file quantize wrote"),
     ("quantize/report.py", "file_size_mb", "os.path.getsize"): (1, _QLOCAL + ", or the file quantize wrote"),
-    ("quantize/report.py", "match_threads", "ort.InferenceSession"): (1, _QLOCAL + ", or the file quantize wrote"),
     ("quantize/onnx_session.py", "is_tensorrt_qdq", "onnx.load"): (
         1, "a local file: OnnxBackend's fileio.local_copy, the file export just wrote, or quantize's local copy"),
     ("quantize/onnx_session.py", "activation_step", "onnx.load"): (1, "the ONNX file export just wrote (check_onnx)"),

@@ -157,3 +157,35 @@ def test_text_side_is_cut_off_and_cached_with_the_same_outputs(tiny_model, onnx_
     assert len(calls) == 1                                             # the second call used the cache
     split.run(split.encode_image(batch.images, None), ["another prompt ."])
     assert len(calls) == 2
+
+
+def test_a_split_graph_builds_the_whole_graph_only_when_a_call_needs_it(onnx_file, batch, monkeypatch):
+    """Loading reads inputs, outputs and metadata from the file and builds the two halves only (a
+    third copy of the weights for the whole graph would sit unused); a fixed-batch graph given a
+    larger batch, which the halves do not take, builds it then."""
+    backend = OnnxBackend(onnx_file)
+    assert backend._split is not None and backend._session is None
+    assert backend.output_names[:2] == ["pred_logits", "pred_boxes"] and "onnxruntime" in backend.describe()
+    backend.run(backend.encode_image(batch.images, None), ["red block ."])
+    assert backend._session is None
+    monkeypatch.setattr(backend, "fixed_batch", 1)               # two images, a batch-1 graph: sliced runs
+    sliced = backend.run(backend.encode_image(batch.images, None), ["red block ."])
+    assert backend._session is not None and sliced.pred_logits.shape[0] == len(batch.images)
+
+
+def test_thread_count_applies_to_every_session_built(onnx_file):
+    backend = OnnxBackend(onnx_file)
+    backend.session                                          # noqa: B018 - build the whole graph's session too
+    backend.set_intra_op_threads(1)
+    text, image, _ = backend._split
+    for session in (text, image, backend.session):
+        assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path):
+    from mask_grounding_dino.errors import CheckpointError
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    with pytest.raises(CheckpointError, match="is not a loadable ONNX model"):
+        OnnxBackend(str(bad))
