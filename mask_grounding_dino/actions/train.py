@@ -111,9 +111,10 @@ def untrained_region_head(cfg) -> str | None:
     learned. Measured on a real photo (bench/realphoto_steps.py, 15 runs): the best bbox mAP@50
     of 200 steps was 0.00-0.83 without the head's loss (one run 0.00 throughout), 0.77-0.87 with it.
     """
+    from ..config.validate import region_head_without_loss
+
     model = cfg.model
-    if (int(model.num_region_queries) > 0 and model.has_mask and "rela" not in model.loss_types
-            and float(cfg.evaluate.ioi_threshold) > 0):
+    if region_head_without_loss(model) and float(cfg.evaluate.ioi_threshold) > 0:
         return (f"model.num_region_queries is {model.num_region_queries} but model.loss_types has no 'rela': the region "
                 f"head gets no loss, yet validation drops every detection outside its union mask "
                 f"(evaluate.ioi_threshold {cfg.evaluate.ioi_threshold}), so mAP may read near 0 for a model that "

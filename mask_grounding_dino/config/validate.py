@@ -207,6 +207,12 @@ def warn_keys_without_effect(cfg: Any, problems: Problems | None = None) -> None
             log.warning(line)
 
 
+def region_head_without_loss(model: Any) -> bool:
+    """True when a spec's ``model`` section builds the ReLA region head but trains it with no loss
+    (``num_region_queries`` > 0, masks on, no ``rela`` in ``loss_types``): TAO's train template does."""
+    return int(model.num_region_queries) > 0 and bool(model.has_mask) and "rela" not in model.loss_types
+
+
 def is_unset(value: Any) -> bool:
     """True for a value that names nothing yet: None, "", TAO's "???" marker, or an empty list."""
     return value is None or value == "" or value == "???" or value == []
@@ -226,4 +232,4 @@ def require(cfg: Any, *paths: str, action: str | None = None) -> None:
         raise SpecError([f"{path}: required{needed}; set it in the spec or add {path}=..." for path in missing])
 
 __all__ = ["validate_spec", "get_value", "CROSS_CHECKS", "is_unset", "require", "NO_EFFECT",
-           "keys_without_effect", "warn_keys_without_effect"]
+           "keys_without_effect", "warn_keys_without_effect", "region_head_without_loss"]

@@ -36,7 +36,7 @@ def open_action_model(cfg, action: str, *, device: str | None = None):
     section = getattr(cfg, action)
     path, key = model_path(cfg, action)
     backend = open_backend(path, model_section=cfg.model, device=device, gpu_ids=section.gpu_ids, key=key,
-                           text_encoder_type=cfg.model.text_encoder_type)
+                           text_encoder_type=cfg.model.text_encoder_type, ioi_threshold=section.ioi_threshold)
     fit_input_size(cfg, action, backend)
     return backend
 

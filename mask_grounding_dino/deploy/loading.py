@@ -38,7 +38,7 @@ class LoadedModel:
 
 
 def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = "checkpoint",
-                     raw=None) -> LoadedModel:
+                     raw=None, ioi_threshold: float | None = None) -> LoadedModel:
     """Build the network for ``path`` and load its weights (CPU).
 
     Args:
@@ -47,6 +47,8 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
         key: the spec key that named ``path`` (for messages).
         raw: ``path`` already read with ``read_checkpoint`` (so a caller that looked at it first,
             e.g. for its spec, does not read the file twice).
+        ioi_threshold: the IoI filter the caller will apply (``<action>.ioi_threshold``); given and
+            > 0, a checkpoint whose region head was never trained gets a warning.
     """
     from ..model.checkpoint import load_model, read_checkpoint
     from ..quantize.loading import load_quantized
@@ -60,13 +62,39 @@ def load_torch_model(path: str | os.PathLike, model_section=None, *, key: str = 
     model, summary = load_model(raw, model_section, key=key)
     if summary.mismatched or summary.missing:
         log.warning(f"{key}: the checkpoint does not fill the whole model\n{summary}")
+    if ioi_threshold and (line := untrained_region_head_note(raw, key)):
+        log.warning(line)
     return LoadedModel(model, summary, summary.architecture_from)
 
 
+def untrained_region_head_note(raw, key: str) -> str | None:
+    """The warning for a checkpoint whose own training spec (ours record it) built the region head
+    without its loss and without a warm start: its union mask is the initial one, and the IoI
+    filter of ``evaluate`` / ``inference`` (``<action>.ioi_threshold``) drops detections by it."""
+    from ..config import load_spec
+    from ..config.validate import region_head_without_loss
+
+    action = key.split(".")[0]
+    spec = (getattr(raw, "metadata", None) or {}).get("spec")
+    if not isinstance(spec, dict):
+        return None
+    try:
+        trained = load_spec(base=spec)
+    except SpecError:              # a spec this version cannot read says nothing either way
+        return None
+    if not region_head_without_loss(trained.model) or trained.train.pretrained_model_path:
+        return None
+    return (f"{key}: this checkpoint was trained with a region head (model.num_region_queries "
+            f"{trained.model.num_region_queries}) but without its loss (no 'rela' in model.loss_types), so its union "
+            f"mask is untrained and {action}.ioi_threshold drops detections by it at random; set "
+            f"{action}.ioi_threshold=0 for this model")
+
+
 def open_backend(path: str | os.PathLike, *, model_section=None, device: str | torch.device | None = None,
-                 gpu_ids=None, key: str = "checkpoint", text_encoder_type: str | None = None, raw=None):
+                 gpu_ids=None, key: str = "checkpoint", text_encoder_type: str | None = None, raw=None,
+                 ioi_threshold: float | None = None):
     """A backend running ``path`` on ``device`` (default: first of ``gpu_ids`` when CUDA is there, else CPU).
-    ``raw``: a checkpoint file already read (see :func:`load_torch_model`).
+    ``raw``, ``ioi_threshold``: see :func:`load_torch_model`.
 
     Raises :class:`SpecError` for an empty path, :class:`CheckpointError` for a missing (listing
     the model files in its folder) or unreadable file, ``TensorRTUnavailable`` for an engine.
@@ -84,5 +112,5 @@ def open_backend(path: str | os.PathLike, *, model_section=None, device: str | t
             if not fileio.isfile(path):
                 raise CheckpointError(missing_model_message(path, key, "ONNX file"))
             return OnnxBackend(path, device=resolved, text_encoder_type=text_encoder_type)
-    loaded = load_torch_model(path, model_section, key=key, raw=raw)
+    loaded = load_torch_model(path, model_section, key=key, raw=raw, ioi_threshold=ioi_threshold)
     return TorchBackend(loaded.model, device=resolved, source=path)

@@ -149,3 +149,38 @@ def test_od_class_list_longer_than_the_text_encoder_runs_in_chunks(make_spec, sy
     chunks = plan_chunks([c["name"] for c in data["categories"]], TextProcessor("bert-base-uncased", 256))
     assert len(chunks) == 2
     assert max(ids) >= len(chunks[0])      # the second chunk's categories were predicted and mapped back
+
+
+def _checkpoint_trained_with(tmp_path, name: str, spec: dict):
+    """The tiny preset (8 region queries) saved with the training spec ``spec``, as training records it."""
+    from mask_grounding_dino.model.checkpoint import save_checkpoint
+    from mask_grounding_dino.model.presets import build_preset
+
+    torch.manual_seed(0)
+    path = tmp_path / f"{name}.pth"
+    save_checkpoint(build_preset("tiny"), path, metadata={"spec": spec})
+    return path
+
+
+def test_a_checkpoint_whose_region_head_never_trained_gets_one_warning(make_spec, synth_data, tmp_path, caplog):
+    """Its training spec (TAO's template does this) built the region head without the 'rela' loss and
+    without a warm start: evaluate's IoI filter would drop detections by an untrained union mask."""
+    import logging
+
+    untrained = _checkpoint_trained_with(tmp_path, "untrained", {"model": {"num_region_queries": 8}})
+    trained = _checkpoint_trained_with(tmp_path, "trained", {"model": {
+        "num_region_queries": 8, "loss_types": ["labels", "boxes", "masks", "rela"]}})
+    warm = _checkpoint_trained_with(tmp_path, "warm", {"model": {"num_region_queries": 8},
+                                                       "train": {"pretrained_model_path": "tao_model.pth"}})
+    seen = {}
+    for label, checkpoint, extra in (("untrained", untrained, {}), ("filter off", untrained,
+                                     {"evaluate.ioi_threshold": 0.0}), ("trained", trained, {}), ("warm", warm, {})):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mask_grounding_dino.deploy.loading"):
+            assert evaluate.run(_od_spec(make_spec, synth_data, checkpoint, **extra), progress_bar=False) == 0
+        seen[label] = [r.getMessage() for r in caplog.records if r.name == "mask_grounding_dino.deploy.loading"]
+    assert len(seen["untrained"]) == 1, seen
+    assert seen["untrained"][0].startswith("evaluate.checkpoint: this checkpoint was trained with a region head "
+                                           "(model.num_region_queries 8) but without its loss"), seen
+    assert "set evaluate.ioi_threshold=0" in seen["untrained"][0]
+    assert seen["filter off"] == seen["trained"] == seen["warm"] == [], seen
