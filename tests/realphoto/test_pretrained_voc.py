@@ -23,28 +23,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from overfit import BOX, SEG, ValidationLog, fit, overfit_spec, prepare
+from overfit import PRETRAINED, fit_curve, overfit_spec, prepare, steps_to
 
 EVERY = 10
 STEPS = 150
 TARGET = 0.5
-PRETRAINED = {"backbone": "efficientnet_lite0", "pretrained_backbone_path": "efficientnet_lite0"}
 
 
 def _run(photo, folder: str, model: dict | None):
     """``(curve, backbone state before, backbone state after)``; curve = ``[(step, bbox, segm)]``
     every ``EVERY`` steps."""
-    log = ValidationLog()
     cfg, module, train, val = prepare(overfit_spec(photo, folder, steps=STEPS, validate_every=EVERY, model=model))
     trunk = module.model.backbone[0]
     state = lambda: {k.removeprefix("body."): v.clone() for k, v in trunk.state_dict().items()}  # noqa: E731
     before = state()
-    fit(cfg, module, train, val, callbacks=[log])
-    return [(step, m[BOX], m[SEG]) for step, m in log.points], before, state()
-
-
-def _steps_to(curve, target: float) -> int | None:
-    return next((step for step, box, _ in curve if box >= target), None)
+    curve = fit_curve(cfg, module, train, val)
+    return curve, before, state()
 
 
 @pytest.mark.slow
@@ -55,7 +49,7 @@ def test_fine_tuning_the_imagenet_backbone_overfits_the_photo_as_the_random_star
     pretrained, before, after = _run(voc, str(tmp_path / "pretrained"), PRETRAINED)
     assert [p[0] for p in pretrained] == list(range(EVERY, STEPS + 1, EVERY)) == [p[0] for p in random]
     show = lambda curve: " ".join(f"{s}:{b:.2f}/{m:.2f}" for s, b, m in curve)  # noqa: E731
-    fast, slow = _steps_to(pretrained, TARGET), _steps_to(random, TARGET)
+    fast, slow = steps_to(pretrained, TARGET), steps_to(random, TARGET)
     summary = (f"steps to bbox mAP@50 {TARGET}: pretrained {fast}, random {slow}\n"
                f"random start {show(random)}\npretrained start {show(pretrained)}")
     print(summary)
