@@ -9,7 +9,7 @@ that tensor in float; a layer whose weights stay float is not quantised.
 An empty ``layers`` list (TAO quantises nothing then) selects :data:`DEFAULT_RULES` for the
 mode, so the action always does something and prints what it did:
 
-* ``weight_only_ptq``: every Linear and Embedding except the prediction heads (``bbox_embed``,
+* ``weight_only_ptq``: every Linear, Conv2d and Embedding except the prediction heads (``bbox_embed``,
   ``class_embed``, ``enc_out_*``, ``label_enc``), the mask branch and the region head. The
   text encoder is included: its embedding tables (one scale per row; the word table is almost
   half of the file) and its Linear layers, which the torchao backend quantises with one scale

@@ -72,6 +72,10 @@ def quantize(cfg, results_dir: str) -> QuantizeResult:
     plan = plan_layers(layers, layers=q.layers, skip_names=q.skip_names,
                        mode="static_ptq" if request.static else "weight_only_ptq",
                        supported=_supported(request.path), backend=request.path)
+    if request.path == "torchao":
+        from .torchao_backend import narrow_plan
+
+        narrow_plan(model, plan)
     if not plan.chosen:
         raise QuantizeError("quantize.layers: the rules select no layer this backend can quantise; nothing to do "
                             "(patterns match module paths such as 'transformer.encoder.*' or class names such "

@@ -8,10 +8,16 @@ Per matched layer (see ``layers.py``):
 * Linear, ``fp8_e4m3fn`` / ``fp8_e5m2``: ``Float8WeightOnlyConfig`` with that dtype;
 * Embedding, int8: ``IntxWeightOnlyConfig(int8, per row)`` (the text encoder's token table is
   the largest tensor of the model); float8 embeddings are not offered by torchao.
+* Conv2d, int8: ``IntxWeightOnlyConfig(int8, per output channel)``, whose tensor runs
+  ``aten.convolution`` (``Int8WeightOnlyConfig``'s tensor does not). It gives one scale per
+  output channel and kernel position (blocks of all input channels). Two kinds stay float and
+  are listed as skipped (:func:`narrow_plan`):
+  - convolutions with one input channel per group (depthwise), where torchao's block shapes
+    fail; they are a few kB each;
+  - float8 convolutions, which torchao runs only with its optional ``mslk`` kernels.
 
-Conv2d layers are not supported by torchao's weight-only tensors and stay in float. The
-result is smaller on disk and in memory; on a CPU it is no faster (the weights are
-de-quantised on the fly), which the report shows.
+The result is smaller on disk and in memory. On a CPU it is no faster, because the weights
+are de-quantised on the fly; the report shows this.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from .errors import QuantizeError, import_optional
 from .layers import LayerPlan
 
 NAME = "torchao"
-SUPPORTED = ("Linear", "Embedding")
+SUPPORTED = ("Linear", "Embedding", "Conv2d")
 _FP8 = {"fp8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
 
 
@@ -37,6 +43,24 @@ def _grouped(kind: str, dtype: str, name: str) -> bool:
     return kind == "Linear" and dtype == "int8" and name.startswith("bert.")
 
 
+def narrow_plan(model: nn.Module, plan: LayerPlan) -> LayerPlan:
+    """Move the Conv2d layers torchao cannot quantise (see the module docstring) from ``plan.chosen``
+    to ``plan.skipped``, in place; returns ``plan``."""
+    modules = dict(model.named_modules())
+    for name, choice in list(plan.chosen.items()):
+        if choice.kind != "Conv2d":
+            continue
+        if modules[name].weight.shape[1] == 1:
+            reason = "torchao's int8 weights need more than one input channel per group (depthwise convolution)"
+        elif choice.weights != "int8":
+            reason = f"torchao runs {choice.weights} convolutions only with its optional mslk kernels"
+        else:
+            continue
+        del plan.chosen[name]
+        plan.skipped[name] = reason
+    return plan
+
+
 def _config(kind: str, dtype: str, name: str, grouped: bool = False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # torchao's import-time registration chatter
@@ -45,6 +69,10 @@ def _config(kind: str, dtype: str, name: str, grouped: bool = False):
         if dtype != "int8":
             raise QuantizeError(f"quantize.layers: {name} is an Embedding; torchao quantises embeddings to int8 "
                                 f"only, not {dtype} (set its weights dtype to int8 or native)")
+        from torchao.quantization.granularity import PerAxis
+
+        return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))
+    if kind == "Conv2d":
         from torchao.quantization.granularity import PerAxis
 
         return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))

@@ -70,8 +70,8 @@ def test_activations_only_in_static_mode():
 
 def test_unsupported_kinds_are_listed_as_skipped():
     rules = [QuantLayerConfig(module_name="*", weights=INT8)]
-    plan = plan_layers(LAYERS, layers=rules, supported=("Linear", "Embedding"), backend="torchao")
-    assert plan.skipped["backbone.0"] == "torchao does not quantise Conv2d layers"
+    plan = plan_layers(LAYERS, layers=rules, supported=("Linear", "Conv2d"), backend="modelopt.pytorch")
+    assert plan.skipped["bert.embeddings.word_embeddings"] == "modelopt.pytorch does not quantise Embedding layers"
 
 
 def test_default_sets_quantise_something_and_say_what_they_leave_out():
