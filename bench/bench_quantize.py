@@ -129,6 +129,7 @@ def part2(args) -> list[dict]:
     from mask_grounding_dino.quantize.cpu_int8 import quantize_graph
     from mask_grounding_dino.quantize.layers import model_layers, plan_layers
     from mask_grounding_dino.quantize.onnx_nodes import module_of_nodes
+    from mask_grounding_dino.quantize.onnx_session import session_options
     from mask_grounding_dino.text import TextProcessor
 
     torch.manual_seed(0)
@@ -178,7 +179,7 @@ def part2(args) -> list[dict]:
 
         feed = dict(zip(INPUT_NAMES, [image.numpy(), *(t.numpy() for t in feed_text.as_tuple())]))
         for label, path in (("Swin-T fp32 ONNX 800x1333", float_path), ("Swin-T CPU INT8 800x1333", int8_path)):
-            options = ort.SessionOptions()
+            options = session_options(path)       # the options OnnxBackend runs this file with
             options.intra_op_num_threads = torch.get_num_threads()
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             rows.append({"model": label, "latency_ms": timed(lambda: session.run(None, feed)),

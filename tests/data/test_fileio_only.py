@@ -174,7 +174,7 @@ ALLOWED: dict[tuple[str, str, str], tuple[int, str]] = {
         (1, "the augmented graph onnxruntime's calibrator wrote in its temporary folder"),
     ("quantize/report.py", "file_size_mb", "os.path.isfile"): (1, _QLOCAL + ", or the file quantize wrote"),
     ("quantize/report.py", "file_size_mb", "os.path.getsize"): (1, _QLOCAL + ", or the file quantize wrote"),
-    ("quantize/onnx_session.py", "is_tensorrt_qdq", "onnx.load"): (
+    ("quantize/onnx_session.py", "qdq_form", "onnx.load"): (
         1, "a local file: OnnxBackend's fileio.local_copy, the file export just wrote, or quantize's local copy"),
     ("quantize/onnx_session.py", "activation_step", "onnx.load"): (1, "the ONNX file export just wrote (check_onnx)"),
     ("deploy/trtexec.py", "inspect_onnx", "os.path.isfile"): (

@@ -12,8 +12,10 @@ import torch
 
 from mask_grounding_dino.config import load_spec
 
-# Shared builders live beside the engine tests (the suite runs with --import-mode=importlib).
+# Shared builders live beside the engine tests and in this folder (graph_helpers); the suite runs
+# with --import-mode=importlib, so neither folder is on sys.path by itself.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "engine"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from engine_helpers import make_dataset, make_text_encoder, tiny_spec  # noqa: E402
 

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import create_calibrator
 from onnxruntime.quantization.calibrate import CalibraterBase, CalibrationMethod
 
+from graph_helpers import FeedReader, save_graph
 from mask_grounding_dino.quantize.cpu_int8 import lean_calibration_sessions
 
 
@@ -28,26 +29,13 @@ def _graph(path) -> None:
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
              helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w1, w2])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
-class _Reader:
-    def __init__(self, n: int):
-        rng = np.random.default_rng(1)
-        self._feeds = iter([{"x": rng.standard_normal((1, 8)).astype(np.float32)} for _ in range(n)])
-
-    def get_next(self):
-        return next(self._feeds, None)
+    save_graph(path, nodes, [w1, w2], [1, 8], [1, 4])
 
 
 def _ranges(model_path, folder, method) -> tuple[dict, ort.InferenceSession]:
     calibrator = create_calibrator(str(model_path), ["MatMul"], augmented_model_path=str(folder / "aug.onnx"),
                                    calibrate_method=method)
-    calibrator.collect_data(_Reader(4))
+    calibrator.collect_data(FeedReader(4, (1, 8)))
     data = calibrator.compute_data()
     ranges = {name: tuple(tuple(np.asarray(v, dtype=np.float64).ravel().tolist()) for v in data[name].range_value)
               for name in data}

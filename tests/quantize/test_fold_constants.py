@@ -8,9 +8,9 @@ model). Checked on a small real graph with onnxruntime's own quantiser."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from graph_helpers import FeedReader, op_types, save_graph
+from onnx import helper, numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from mask_grounding_dino.quantize.cpu_int8 import fold_constants
@@ -30,24 +30,7 @@ def _conv_bn_graph(path) -> None:
                   helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"relu{i}")]
         current = f"r{i}"
     nodes[-1].output[0] = "y"
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
-class _Reader:
-    def __init__(self, n: int):
-        rng = np.random.default_rng(1)
-        self._feeds = iter([{"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(n)])
-
-    def get_next(self):
-        return next(self._feeds, None)
-
-
-def _ops(path) -> list[str]:
-    return [node.op_type for node in onnx.load(str(path)).graph.node]
+    save_graph(path, nodes, inits, [1, 4, 8, 8], [1, 8, 8, 8])
 
 
 def _run(path, x) -> np.ndarray:
@@ -59,7 +42,7 @@ def _run(path, x) -> np.ndarray:
 def test_frozen_batchnorms_fold_into_their_conv_with_the_same_outputs(tmp_path):
     _conv_bn_graph(tmp_path / "float.onnx")
     folded = fold_constants(tmp_path / "float.onnx", tmp_path / "folded.onnx")
-    assert _ops(folded) == ["Conv", "Relu", "Conv", "Relu"]
+    assert op_types(folded) == ["Conv", "Relu", "Conv", "Relu"]
     x = np.random.default_rng(2).standard_normal((1, 4, 8, 8)).astype(np.float32)
     reference = _run(tmp_path / "float.onnx", x)
     # float32 re-association of (x * w) * s + b into x * (w * s) + b: rounding only
@@ -70,8 +53,8 @@ def test_the_int8_graph_of_a_folded_model_has_no_batchnorm_arithmetic(tmp_path):
     _conv_bn_graph(tmp_path / "float.onnx")
     settings = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True, reduce_range=True)
-    quantize_static(str(tmp_path / "float.onnx"), str(tmp_path / "plain_int8.onnx"), _Reader(4), **settings)
+    quantize_static(str(tmp_path / "float.onnx"), str(tmp_path / "plain_int8.onnx"), FeedReader(4, (1, 4, 8, 8)), **settings)
     folded = fold_constants(tmp_path / "float.onnx", tmp_path / "folded.onnx")
-    quantize_static(str(folded), str(tmp_path / "folded_int8.onnx"), _Reader(4), **settings)
-    assert {"Mul", "Add"} <= set(_ops(tmp_path / "plain_int8.onnx"))        # what folding avoids
-    assert not {"Mul", "Add"} & set(_ops(tmp_path / "folded_int8.onnx"))
+    quantize_static(str(folded), str(tmp_path / "folded_int8.onnx"), FeedReader(4, (1, 4, 8, 8)), **settings)
+    assert {"Mul", "Add"} <= set(op_types(tmp_path / "plain_int8.onnx"))        # what folding avoids
+    assert not {"Mul", "Add"} & set(op_types(tmp_path / "folded_int8.onnx"))
