@@ -54,3 +54,27 @@ def quant_spec(quant_setup, tmp_path):
         return load_spec(base=base, overrides=extra)
 
     return build
+
+
+@pytest.fixture(autouse=True)
+def onnxruntime_quantisation_as_shipped():
+    """Undo, after each test, ModelOpt's process-wide patches of onnxruntime's quantiser.
+
+    ``modelopt.onnx`` replaces onnxruntime's calibrator and quantiser methods (and its Q/DQ
+    registry) every time it quantises, and never puts them back; the patched calibrators record
+    no range for graph inputs. A user runs one quantize per process (see ``cpu_int8._check_calibrators``);
+    here the tests share one, so each test gets onnxruntime as shipped."""
+    from onnxruntime.quantization import calibrate, qdq_quantizer, registry
+    from onnxruntime.quantization.base_quantizer import BaseQuantizer
+
+    owners = [calibrate.CalibraterBase, calibrate.MinMaxCalibrater, calibrate.HistogramCalibrater,
+              calibrate.HistogramCollector, qdq_quantizer.QDQQuantizer, BaseQuantizer, calibrate]
+    saved = [(owner, dict(vars(owner))) for owner in owners]
+    registry_saved = dict(registry.QDQRegistry)
+    yield
+    for owner, attributes in saved:
+        for name, value in attributes.items():
+            if getattr(owner, name, None) is not value and not name.startswith("__"):
+                setattr(owner, name, value)
+    registry.QDQRegistry.clear()
+    registry.QDQRegistry.update(registry_saved)
