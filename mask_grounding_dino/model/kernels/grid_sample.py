@@ -45,9 +45,9 @@ def ms_deform_attn_grid_sample(value: Tensor, spatial_shapes: Tensor | list[tupl
         g = grids[:, :, :, level].transpose(1, 2).reshape(batch * heads, queries, points, 2)
         sampled = F.grid_sample(v, g.to(v.dtype), mode="bilinear", padding_mode="zeros",
                                 align_corners=False)      # [B*H, D, Nq, P]
-        # Weighted per level and summed: stacking the levels first copies every sample once more
-        # (exported: one Unsqueeze per level and a Concat, about a tenth of the encoder's time in
-        # onnxruntime).
+        # Weighted and summed per level: stacking the levels first copies every sample once more
+        # (exported: an Unsqueeze per level and a Concat); the quickstart's float graph runs about
+        # 3 % faster in onnxruntime this way.
         term = (sampled * weights[..., level, :].to(sampled.dtype)).sum(-1)     # [B*H, D, Nq]
         out = term if out is None else out + term
     return out.view(batch, heads * dim, queries).transpose(1, 2).contiguous()
