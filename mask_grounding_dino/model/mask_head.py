@@ -195,17 +195,28 @@ class MaskHead(nn.Module):
         biases = [p.unsqueeze(-1) for p in parts[n:]]
         return weights, biases
 
-    def _dynamic_logits(self, params: Tensor, rel: Tensor, feats: Tensor) -> Tensor:
-        """Run the per-instance 1x1 convs.
+    def _dynamic_logits(self, params: Tensor, ref_xy: Tensor, feats: Tensor, h: int, w: int) -> Tensor:
+        """Run the per-instance 1x1 convs on [relative coordinates; shared features].
 
         Args:
-            params: [*, 169]; rel: [*, 2, P]; feats: [*', mask_dim, P] broadcastable to [*].
+            params: [*, 169]; ref_xy: [*, 2] reference (x, y) in pixels;
+            feats: [*', mask_dim, P] (the stride-8 ``h x w`` map, P = h * w) broadcastable to [*].
         Returns:
             [*, P] mask logits.
+
+        The first conv's coordinate channels are ``ref - cell`` (:func:`relative_coords`). Its
+        linear part splits as ``w @ ref - w @ cell``: the first term is one value per channel, folded
+        into the bias, and the second shares the cell grid across queries, so the grid joins the
+        features as two more shared input channels. One matrix product then covers all input
+        channels, and no per-query [*, 2, P] coordinate map is built. This is the same function up to
+        float rounding; on Swin-T at 800x1333 (900 queries) it removed about a tenth of an
+        onnxruntime forward pass.
         """
         (w0, w1, w2), (b0, b1, b2) = self._split_params(params)
-        # First conv split by input channel group: the shared features need no per-query copy.
-        x = w0[..., :2] @ rel + w0[..., 2:] @ feats + b0
+        cells = grid_locations(h, w, self.feat_stride, device=feats.device, dtype=feats.dtype)        # [P, 2]
+        shared = torch.cat([cells.t().expand(*feats.shape[:-2], 2, h * w), feats], dim=-2)   # [*', 2 + mask_dim, P]
+        weights = torch.cat([-w0[..., :2], w0[..., 2:]], dim=-1)
+        x = weights @ shared + (w0[..., :2] @ ref_xy.unsqueeze(-1) + b0)
         x = F.relu(x)
         x = F.relu(w1 @ x + b1)
         return (w2 @ x + b2).squeeze(-2)
@@ -237,8 +248,7 @@ class MaskHead(nn.Module):
         chunks = []
         for start in range(0, q, step):  # static trip count: depends on shapes only
             sl = slice(start, min(q, start + step))
-            rel = relative_coords(ref_xy[:, sl], h, w, self.feat_stride)      # [B, q', 2, P]
-            logits = self._dynamic_logits(params[:, sl], rel, feats)          # [B, q', P]
+            logits = self._dynamic_logits(params[:, sl], ref_xy[:, sl], feats, h, w)   # [B, q', P]
             chunks.append(self._upsample(logits, h, w).reshape(b, -1, 2 * h, 2 * w))
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
         return out.unsqueeze(2)
@@ -257,6 +267,5 @@ class MaskHead(nn.Module):
         _, _, h, w = mask_feats.shape
         params = self.controller(queries)                                   # [K, 169]
         feats = mask_feats.flatten(2)[batch_idx]                            # [K, mask_dim, P]
-        rel = relative_coords(ref_xy, h, w, self.feat_stride)               # [K, 2, P]
-        logits = self._dynamic_logits(params, rel, feats)                   # [K, P]
+        logits = self._dynamic_logits(params, ref_xy, feats, h, w)          # [K, P]
         return self._upsample(logits, h, w)

@@ -93,14 +93,18 @@ def _reference_dynamic_masks(head, feats, queries, ref):
     return aligned_bilinear(x.reshape(n, 1, h, w), 2).reshape(b, q, 1, 2 * h, 2 * w)
 
 
-def test_predict_matches_grouped_conv_formulation():
+@pytest.mark.parametrize("batch, sizes, extent", [(2, ((9, 13), (5, 7), (3, 4)), 70),
+                                                   # a 800x1333 image's stride-8 map: up to ~1300 px
+                                                   (1, ((100, 167), (50, 84), (25, 42)), 1333)])
+def test_predict_matches_grouped_conv_formulation(batch, sizes, extent):
     head = _head()
-    feats, _ = head.features(_maps())
-    queries, ref = torch.randn(2, 5, C), torch.rand(2, 5, 2) * 70
+    feats, _ = head.features(_maps(b=batch, sizes=sizes))
+    queries, ref = torch.randn(batch, 5, C), torch.rand(batch, 5, 2) * extent
     with torch.no_grad():
         ours = head.predict(feats, queries, ref)
         theirs = _reference_dynamic_masks(head, feats, queries, ref)
-    # Same math in float32 with a different summation order: relative 1e-5 of the magnitude.
+    # Same math in float32 with a different summation order (ours adds w @ ref and -w @ cell where
+    # the reference subtracts first): relative 1e-5 of the magnitude.
     assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
 
 
