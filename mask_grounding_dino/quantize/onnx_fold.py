@@ -89,7 +89,8 @@ def fold_conv_affine(model) -> int:
         kept = [node for node in graph.node if id(node) not in removed]
         del graph.node[:]
         graph.node.extend(kept)
-        used = {name for node in graph.node for name in node.input} | outputs
+        # Old-IR files also list initializers as graph inputs: those stay, so no input goes missing.
+        used = {name for node in graph.node for name in node.input} | outputs | {i.name for i in graph.input}
         unused = [init for init in graph.initializer if init.name not in used]
         for init in unused:
             graph.initializer.remove(init)
