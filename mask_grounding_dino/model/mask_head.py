@@ -195,12 +195,19 @@ class MaskHead(nn.Module):
         biases = [p.unsqueeze(-1) for p in parts[n:]]
         return weights, biases
 
-    def _dynamic_logits(self, params: Tensor, ref_xy: Tensor, feats: Tensor, h: int, w: int) -> Tensor:
+    def _with_cells(self, mask_feats: Tensor) -> Tensor:
+        """[B, mask_dim, h, w] -> [B, 2 + mask_dim, P]: every cell's centre (x, y) in pixels, then the
+        shared features (the first dynamic conv's input apart from the reference point)."""
+        b, _, h, w = mask_feats.shape
+        cells = grid_locations(h, w, self.feat_stride, device=mask_feats.device, dtype=mask_feats.dtype)  # [P, 2]
+        return torch.cat([cells.t().expand(b, 2, h * w), mask_feats.flatten(2)], dim=1)
+
+    def _dynamic_logits(self, params: Tensor, ref_xy: Tensor, shared: Tensor) -> Tensor:
         """Run the per-instance 1x1 convs on [relative coordinates; shared features].
 
         Args:
             params: [*, 169]; ref_xy: [*, 2] reference (x, y) in pixels;
-            feats: [*', mask_dim, P] (the stride-8 ``h x w`` map, P = h * w) broadcastable to [*].
+            shared: [*', 2 + mask_dim, P] from :meth:`_with_cells`, broadcastable to [*].
         Returns:
             [*, P] mask logits.
 
@@ -213,8 +220,6 @@ class MaskHead(nn.Module):
         onnxruntime forward pass.
         """
         (w0, w1, w2), (b0, b1, b2) = self._split_params(params)
-        cells = grid_locations(h, w, self.feat_stride, device=feats.device, dtype=feats.dtype)        # [P, 2]
-        shared = torch.cat([cells.t().expand(*feats.shape[:-2], 2, h * w), feats], dim=-2)   # [*', 2 + mask_dim, P]
         weights = torch.cat([-w0[..., :2], w0[..., 2:]], dim=-1)
         x = weights @ shared + (w0[..., :2] @ ref_xy.unsqueeze(-1) + b0)
         x = F.relu(x)
@@ -240,7 +245,7 @@ class MaskHead(nn.Module):
         b, _, h, w = mask_feats.shape
         q = queries.shape[1]
         params = self.controller(queries)                       # [B, Q, 169]
-        feats = mask_feats.flatten(2).unsqueeze(1)              # [B, 1, mask_dim, P]
+        shared = self._with_cells(mask_feats).unsqueeze(1)      # [B, 1, 2 + mask_dim, P], once for all chunks
         budget = self.chunk_elements
         if budget is None:
             budget = 1 << 21 if mask_feats.device.type == "cpu" else 1 << 27
@@ -248,7 +253,7 @@ class MaskHead(nn.Module):
         chunks = []
         for start in range(0, q, step):  # static trip count: depends on shapes only
             sl = slice(start, min(q, start + step))
-            logits = self._dynamic_logits(params[:, sl], ref_xy[:, sl], feats, h, w)   # [B, q', P]
+            logits = self._dynamic_logits(params[:, sl], ref_xy[:, sl], shared)   # [B, q', P]
             chunks.append(self._upsample(logits, h, w).reshape(b, -1, 2 * h, 2 * w))
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
         return out.unsqueeze(2)
@@ -266,6 +271,6 @@ class MaskHead(nn.Module):
         """
         _, _, h, w = mask_feats.shape
         params = self.controller(queries)                                   # [K, 169]
-        feats = mask_feats.flatten(2)[batch_idx]                            # [K, mask_dim, P]
-        logits = self._dynamic_logits(params, ref_xy, feats, h, w)          # [K, P]
+        shared = self._with_cells(mask_feats)[batch_idx]                    # [K, 2 + mask_dim, P]
+        logits = self._dynamic_logits(params, ref_xy, shared)               # [K, P]
         return self._upsample(logits, h, w)

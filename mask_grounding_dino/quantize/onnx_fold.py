@@ -62,10 +62,12 @@ def fold_conv_affine(model) -> int:
         if conv.op_type != "Conv" or len(conv.input) < 2 or conv.input[1] not in inits:
             continue
         weight = numpy_helper.to_array(inits[conv.input[1]])
+        if weight.dtype != np.float32:
+            continue
         channels = weight.shape[0]
         mul = only_user(conv.output[0], "Mul")
         scale = constant_of(mul, conv.output[0], channels) if mul is not None else None
-        if scale is None or weight.dtype != np.float32:
+        if scale is None:
             continue
         add = only_user(mul.output[0], "Add")
         shift = constant_of(add, mul.output[0], channels) if add is not None else None
@@ -83,7 +85,9 @@ def fold_conv_affine(model) -> int:
         del conv.input[1:]
         conv.input.extend([f"{stem}_W", f"{stem}_B"])
         conv.output[0] = last.output[0]
-        removed.update(id(node) for node in (mul, add) if node is not None and (node is mul or shift is not None))
+        removed.add(id(mul))
+        if shift is not None:
+            removed.add(id(add))
         folded += 1
     if removed:
         kept = [node for node in graph.node if id(node) not in removed]

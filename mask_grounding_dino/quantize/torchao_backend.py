@@ -65,14 +65,10 @@ def _config(kind: str, dtype: str, name: str, grouped: bool = False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # torchao's import-time registration chatter
         quant = import_optional("torchao.quantization", "quantize.backend torchao")
-    if kind == "Embedding":
-        if dtype != "int8":
-            raise QuantizeError(f"quantize.layers: {name} is an Embedding; torchao quantises embeddings to int8 "
-                                f"only, not {dtype} (set its weights dtype to int8 or native)")
-        from torchao.quantization.granularity import PerAxis
-
-        return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))
-    if kind == "Conv2d":
+    if kind == "Embedding" and dtype != "int8":
+        raise QuantizeError(f"quantize.layers: {name} is an Embedding; torchao quantises embeddings to int8 "
+                            f"only, not {dtype} (set its weights dtype to int8 or native)")
+    if kind in ("Embedding", "Conv2d"):        # float8 Conv2d layers never get here (narrow_plan)
         from torchao.quantization.granularity import PerAxis
 
         return quant.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))
